@@ -1,0 +1,12 @@
+# One image for web, worker and beat (docker-compose.yml picks the command).
+FROM python:3.11-slim-bookworm
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DNSAUDIT_VAR_DIR=/var/lib/dnsaudit
+WORKDIR /app
+COPY pyproject.toml README.md ./
+RUN pip install --no-cache-dir . && mkdir -p /var/lib/dnsaudit && useradd --system --home /app dnsaudit
+COPY . .
+RUN DNSAUDIT_PRODUCTION=0 python manage.py collectstatic --noinput && chown -R dnsaudit /var/lib/dnsaudit
+USER dnsaudit
+EXPOSE 8000
+CMD ["gunicorn", "dnsaudit.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "60"]
