@@ -188,10 +188,10 @@ class KubeContext:
     namespace: str | None = None
     ca_data: bytes | None = None  # PEM
     client_cert_data: bytes | None = None  # PEM
-    client_key_data: bytes | None = None  # PEM
-    token: str | None = None
+    client_key_data: bytes | None = field(default=None, repr=False)  # PEM
+    token: str | None = field(default=None, repr=False)
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     insecure_skip_tls_verify: bool = False
     tls_server_name: str | None = None
 
