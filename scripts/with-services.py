@@ -66,7 +66,9 @@ def postgres():
     if os.geteuid() == 0:
         shutil.chown(tmp, "postgres", "postgres")
     subprocess.run(
-        _as_postgres([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]),
+        _as_postgres(
+            [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]
+        ),
         check=True,
         stdout=subprocess.DEVNULL,
     )
@@ -75,14 +77,22 @@ def postgres():
         _as_postgres(
             [
                 str(bindir / "postgres"),
-                "-D", str(data),
-                "-p", str(port),
-                "-c", "listen_addresses=127.0.0.1",
-                "-c", f"unix_socket_directories={tmp}",
-                "-c", "fsync=off",
-                "-c", "synchronous_commit=off",
-                "-c", "full_page_writes=off",
-                "-c", "max_connections=200",
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"unix_socket_directories={tmp}",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
             ]
         ),
         stdout=subprocess.DEVNULL,
@@ -93,14 +103,38 @@ def postgres():
         # The port accepts connections slightly before the server is ready for queries.
         for _ in range(100):
             ok = subprocess.run(
-                _as_postgres([str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-c", "select 1"]),
+                _as_postgres(
+                    [
+                        str(bindir / "psql"),
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        str(port),
+                        "-U",
+                        "postgres",
+                        "-c",
+                        "select 1",
+                    ]
+                ),
                 capture_output=True,
             )
             if ok.returncode == 0:
                 break
             time.sleep(0.1)
         subprocess.run(
-            _as_postgres([str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-c", "create database dnsaudit"]),
+            _as_postgres(
+                [
+                    str(bindir / "psql"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-U",
+                    "postgres",
+                    "-c",
+                    "create database dnsaudit",
+                ]
+            ),
             check=True,
             capture_output=True,
         )
@@ -122,7 +156,19 @@ def redis():
     tmp = Path(tempfile.mkdtemp(prefix="dnsaudit-redis-"))
     port = free_port()
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp)],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp),
+        ],
         stdout=subprocess.DEVNULL,
     )
     try:
@@ -138,7 +184,9 @@ def redis():
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-redis", action="store_true")
     parser.add_argument("command", nargs=argparse.REMAINDER)

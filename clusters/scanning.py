@@ -1,0 +1,770 @@
+"""Scans: request one, run one, reap dead ones.
+
+The scan row is the record of a job; Celery (or, without a broker, a thread of the web process) only
+delivers its primary key. ``execute_scan`` claims the row with a conditional UPDATE, reads the cluster
+through the Kubernetes boundary, inspects images, probes DNS, runs the audit core and writes the whole
+report in one transaction. A failed scan never replaces the last good report, because pages show the
+newest scan that *finished* (succeeded or partial).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, close_old_connections, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from dnsaudit.core.model import KubeletDNS, LibcVerdict, NodePool, ProbeResult
+
+from .models import Cluster, ImageVerdict, NodePoolResult, Scan, WorkloadResult
+
+log = logging.getLogger(__name__)
+
+WORKLOAD_RESOURCES = ("deployments", "statefulsets", "daemonsets", "replicasets", "cronjobs", "jobs", "pods")
+
+
+class ScanAborted(Exception):
+    """The scan cannot go on (unreachable, unauthorized...): mark it failed with this message."""
+
+
+# --- requesting -------------------------------------------------------------------------------------
+
+
+def request_scan(
+    cluster: Cluster, *, trigger: str = "manual", user=None, dispatch_now: bool = True
+) -> tuple[Scan, bool]:
+    """Create a queued scan and dispatch it, or return the active one. Returns ``(scan, created)``.
+
+    ``dispatch_now=False`` leaves the queued scan for the caller to run (``manage.py scan`` without a
+    broker runs it in the foreground instead of a thread that would die with the command).
+    """
+    active = cluster.active_scan()
+    if active:
+        return active, False
+    try:
+        with transaction.atomic():
+            scan = Scan.objects.create(
+                cluster=cluster,
+                trigger=trigger,
+                requested_by=user if getattr(user, "pk", None) else None,
+                stage="queued",
+            )
+    except IntegrityError:
+        # Another request won the race; the partial unique constraint kept us to one active scan.
+        active = cluster.active_scan()
+        if active:
+            return active, False
+        raise
+    if dispatch_now:
+        transaction.on_commit(lambda: dispatch(scan.pk))
+    return scan, True
+
+
+def dispatch(scan_id: int) -> None:
+    """Hand the scan to Celery when a broker is configured, else to a thread of this process."""
+    if settings.CELERY_BROKER_URL:
+        from .tasks import run_scan
+
+        run_scan.delay(scan_id)
+    else:
+        thread = threading.Thread(target=_run_in_thread, args=(scan_id,), name=f"scan-{scan_id}", daemon=True)
+        thread.start()
+
+
+def _run_in_thread(scan_id: int) -> None:
+    try:
+        execute_scan(scan_id, worker=f"in-process:{socket.gethostname()}")
+    except Exception:
+        log.exception("in-process scan %s crashed", scan_id)
+    finally:
+        close_old_connections()
+
+
+# --- running ----------------------------------------------------------------------------------------
+
+
+def claim(scan_id: int, worker: str) -> bool:
+    """Take the scan: queued -> running, or a running scan whose worker went silent (redelivery)."""
+    now = timezone.now()
+    took = Scan.objects.filter(pk=scan_id, status=Scan.QUEUED).update(
+        status=Scan.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        worker=worker,
+        stage="connecting",
+        attempts=F("attempts") + 1,
+    )
+    if took:
+        return True
+    stale = now - timedelta(seconds=settings.DNSAUDIT_SCAN_STALE_AFTER)
+    took = Scan.objects.filter(pk=scan_id, status=Scan.RUNNING, heartbeat_at__lt=stale).update(
+        heartbeat_at=now,
+        worker=worker,
+        stage="connecting",
+        attempts=F("attempts") + 1,
+        progress_done=0,
+    )
+    return bool(took)
+
+
+@dataclass
+class Progress:
+    """Writes stage and counters to the scan row, at most a few times a second."""
+
+    scan_id: int
+    last: float = 0.0
+    done: int = 0
+    total: int = 0
+    stage: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def set(
+        self,
+        stage: str | None = None,
+        *,
+        done: int | None = None,
+        total: int | None = None,
+        force: bool = False,
+    ) -> None:
+        with self.lock:
+            if stage is not None:
+                self.stage = stage
+                force = True
+            if done is not None:
+                self.done = done
+            if total is not None:
+                self.total = total
+            now = time.monotonic()
+            if not force and now - self.last < 0.3:
+                return
+            self.last = now
+            values = {
+                "stage": self.stage,
+                "progress_done": self.done,
+                "progress_total": self.total,
+                "heartbeat_at": timezone.now(),
+            }
+        Scan.objects.filter(pk=self.scan_id, status=Scan.RUNNING).update(**values)
+
+    def step(self, n: int = 1) -> None:
+        with self.lock:
+            self.done += n
+        self.set()
+
+
+def execute_scan(scan_id: int, *, worker: str = "", client_factory: Callable | None = None) -> Scan | None:
+    """Run scan ``scan_id`` to the end. Returns the scan, or None when it was not ours to run."""
+    if not claim(scan_id, worker):
+        log.info("scan %s not claimed (gone, finished or running elsewhere)", scan_id)
+        return None
+    scan = Scan.objects.select_related("cluster").get(pk=scan_id)
+    progress = Progress(scan_id)
+    try:
+        result = collect_and_audit(scan.cluster, progress, client_factory=client_factory)
+    except ScanAborted as exc:
+        return _finish_failed(scan_id, str(exc))
+    except Exception as exc:
+        # SoftTimeLimitExceeded lands here too: end the scan cleanly with what it means.
+        from celery.exceptions import SoftTimeLimitExceeded
+
+        if isinstance(exc, SoftTimeLimitExceeded):
+            return _finish_failed(
+                scan_id, "the scan hit its time limit and was stopped; the previous report is kept"
+            )
+        log.exception("scan %s failed", scan_id)
+        return _finish_failed(scan_id, f"internal error: {type(exc).__name__}: {exc}")
+    progress.set("saving")
+    return _save(scan_id, result)
+
+
+def _finish_failed(scan_id: int, message: str) -> Scan:
+    Scan.objects.filter(pk=scan_id, status=Scan.RUNNING).update(
+        status=Scan.FAILED, error=message, finished_at=timezone.now(), stage="failed"
+    )
+    return Scan.objects.get(pk=scan_id)
+
+
+@dataclass
+class ScanResult:
+    pools: list[NodePool]
+    audits: list  # list[WorkloadAudit]
+    problems: list[dict]
+    facts: dict
+    pods_seen: int
+    images_inspected: int
+    probes: list[ProbeResult]
+
+
+def _problem(fact: str, error: str, impact: str) -> dict:
+    return {"fact": fact, "error": error, "impact": impact}
+
+
+def collect_and_audit(
+    cluster: Cluster, progress: Progress, *, client_factory: Callable | None = None
+) -> ScanResult:
+    """Read the cluster, inspect images, probe DNS and audit. Raises ScanAborted when nothing useful can be read."""
+    from dnsaudit.boundary.kube import KubeClient, KubeError
+    from dnsaudit.core import inventory
+    from dnsaudit.core.audit import AuditContext, audit_workloads, cluster_remediation
+
+    from .registry import load_context
+
+    problems: list[dict] = []
+    facts: dict = {}
+    progress.set("connecting")
+    ctx = load_context(cluster)
+    client = (client_factory or KubeClient.from_context)(ctx)
+    try:
+        try:
+            facts["server_version"] = client.server_version().get("gitVersion", "")
+        except KubeError as exc:
+            raise ScanAborted(_unreachable_message(cluster, exc)) from exc
+
+        # Nodes and pools.
+        progress.set("nodes")
+        try:
+            nodes = list(client.iter_list("nodes"))
+        except KubeError as exc:
+            if exc.reason in ("Forbidden",):
+                nodes = []
+                problems.append(
+                    _problem(
+                        "nodes",
+                        str(exc),
+                        "node pools, kubelet versions and architectures are unknown: every workload is audited "
+                        "against the cluster's settings (assumed kubelet facts, linux/amd64 images)",
+                    )
+                )
+            else:
+                raise ScanAborted(_unreachable_message(cluster, exc)) from exc
+        grouped = inventory.group_node_pools(nodes)
+        pools = _pools_with_kubelet_facts(cluster, client, grouped, problems, progress)
+        node_pool = inventory.node_pool_index(grouped)
+        node_platform = {
+            n["metadata"]["name"]: f"{p.os or 'linux'}/{p.architecture or 'amd64'}"
+            for p in grouped.values()
+            for n in p.nodes
+        }
+        default_pool = max(pools, key=lambda p: len(p.nodes)).name
+
+        # Workloads.
+        progress.set("workloads", done=0, total=len(WORKLOAD_RESOURCES))
+        objects: dict[str, list[dict]] = {}
+        for resource in WORKLOAD_RESOURCES:
+            objects[resource] = _list_everywhere(client, resource, problems)
+            progress.step()
+        inv = inventory.build_inventory(objects, node_pool, node_platform, default_pool=default_pool)
+        facts["namespaces"] = sorted({w.namespace for w in inv.workloads})
+
+        # CoreDNS and Kyverno.
+        progress.set("cluster add-ons")
+        facts["coredns"] = _coredns_facts(client, problems)
+        try:
+            facts["kyverno_installed"] = client.api_group_served("kyverno.io")
+        except KubeError as exc:
+            facts["kyverno_installed"] = False
+            problems.append(_problem("kyverno", str(exc), "Kyverno is assumed absent"))
+
+        # Images.
+        verdicts = _inspect_images(client, inv, problems, progress)
+
+        # DNS probes.
+        probes = _probe_dns(cluster, pools, progress, problems)
+
+        progress.set("audit", done=0, total=len(inv.workloads))
+        assumed = [p["fact"] for p in problems]
+        actx = AuditContext(
+            pools={p.name: p for p in pools},
+            default_pool=default_pool,
+            libc=verdicts,
+            probes=probes,
+            probe_names=list(cluster.probe_names or ["example.com"]),
+            coredns=facts["coredns"],
+            kyverno_installed=facts["kyverno_installed"],
+            assumed=assumed,
+        )
+        audits = audit_workloads(inv.workloads, actx)
+        progress.set(done=len(audits), force=True)
+        try:
+            facts["cluster_remediation"] = cluster_remediation(audits, actx)
+        except Exception as exc:  # the report is still useful without the cluster-level artifacts
+            log.exception("cluster remediation failed")
+            problems.append(
+                _problem("cluster remediation", f"{type(exc).__name__}: {exc}", "no cluster-level patches")
+            )
+        return ScanResult(
+            pools=pools,
+            audits=audits,
+            problems=problems,
+            facts=facts,
+            pods_seen=inv.pods_seen,
+            images_inspected=len(verdicts),
+            probes=probes,
+        )
+    finally:
+        close = getattr(client, "close", None)
+        if close:
+            close()
+
+
+def _unreachable_message(cluster: Cluster, exc: Exception) -> str:
+    reason = getattr(exc, "reason", "") or type(exc).__name__
+    if reason == "Unauthorized":
+        what = "the API server rejected the stored credentials (401)"
+    elif reason == "Forbidden":
+        what = "the stored credentials may not read the API (403)"
+    else:
+        what = "the API server could not be reached"
+    return (
+        f"{what} at {cluster.server}: {exc}. No verdicts were computed; the previous report (if any) stays "
+        "in place."
+    )
+
+
+def _list_everywhere(client, resource: str, problems: list[dict]) -> list[dict]:
+    """List a resource in all namespaces; when that is forbidden, namespace by namespace."""
+    from dnsaudit.boundary.kube import KubeError
+
+    try:
+        return list(client.iter_list(resource))
+    except KubeError as exc:
+        if exc.reason != "Forbidden":
+            if exc.transient:
+                raise ScanAborted(f"listing {resource} failed: {exc}") from exc
+            raise ScanAborted(f"listing {resource} failed: {exc}") from exc
+    try:
+        namespaces = [n["metadata"]["name"] for n in client.iter_list("namespaces")]
+    except KubeError as exc:
+        problems.append(
+            _problem(
+                resource,
+                f"cannot list {resource} cluster-wide nor namespaces: {exc}",
+                f"no {resource} were audited: workloads of this kind are missing from the report",
+            )
+        )
+        return []
+    items: list[dict] = []
+    forbidden: list[str] = []
+    for ns in namespaces:
+        try:
+            items.extend(client.iter_list(resource, namespace=ns))
+        except KubeError as exc:
+            if exc.reason == "Forbidden":
+                forbidden.append(ns)
+            else:
+                raise ScanAborted(f"listing {resource} in {ns} failed: {exc}") from exc
+    if forbidden:
+        problems.append(
+            _problem(
+                f"{resource} in namespaces {', '.join(forbidden)}",
+                f"forbidden (403) for {resource} in {len(forbidden)} namespace(s)",
+                f"workloads in {', '.join(forbidden)} are missing from the report; their verdicts are unknown",
+            )
+        )
+    return items
+
+
+def _pools_with_kubelet_facts(cluster, client, grouped, problems, progress) -> list[NodePool]:
+    """Kubelet DNS facts per pool: configz when readable, else the cluster's settings (assumed)."""
+    from dnsaudit.boundary.kube import KubeError
+
+    assumed_dns = tuple(cluster.cluster_dns or ["10.96.0.10"])
+    pools: list[NodePool] = []
+    progress.set("kubelet config", done=0, total=len(grouped))
+    for name, group in grouped.items():
+        node_names = [n["metadata"]["name"] for n in group.nodes]
+        file_text = (cluster.pool_resolv_conf or {}).get(name) or cluster.node_resolv_conf or None
+        observed = {"kubelet_config": False, "node_resolv_conf": False}
+        notes: list[str] = []
+        kubelet = KubeletDNS(
+            cluster_dns=assumed_dns,
+            cluster_domain=cluster.cluster_domain,
+            version=group.kubelet_version or None,
+        )
+        try:
+            raw = client.kubelet_configz(node_names[0])
+            conf = raw.get("kubeletconfig", raw)
+            kubelet = KubeletDNS(
+                cluster_dns=tuple(conf.get("clusterDNS") or ()),
+                cluster_domain=conf.get("clusterDomain", "") or "",
+                resolv_conf=conf.get("resolvConf", "/etc/resolv.conf")
+                if "resolvConf" in conf
+                else "/etc/resolv.conf",
+                version=group.kubelet_version or None,
+            )
+            observed["kubelet_config"] = True
+        except KubeError as exc:
+            what = "forbidden (needs get on nodes/proxy)" if exc.reason == "Forbidden" else str(exc)
+            notes.append(f"kubelet configz unreadable on {node_names[0]}: {what}")
+            problems.append(
+                _problem(
+                    f"kubelet config of pool {name}",
+                    what,
+                    f"assumed clusterDNS {', '.join(assumed_dns)}, clusterDomain {cluster.cluster_domain} and "
+                    "resolvConf /etc/resolv.conf from the cluster's settings",
+                )
+            )
+        if file_text is None:
+            notes.append(
+                "node resolv.conf content unknown: enter it in the cluster's settings to audit node search domains"
+            )
+        pools.append(
+            NodePool(
+                name=name,
+                kubelet=kubelet,
+                node_resolv_conf=file_text,
+                nodes=node_names,
+                architecture=group.architecture or "amd64",
+                os=group.os or "linux",
+                observed=observed,
+                notes=notes,
+            )
+        )
+        progress.step()
+    if not pools:
+        file_text = cluster.node_resolv_conf or None
+        pools.append(
+            NodePool(
+                name="default",
+                kubelet=KubeletDNS(cluster_dns=assumed_dns, cluster_domain=cluster.cluster_domain),
+                node_resolv_conf=file_text,
+                observed={"kubelet_config": False, "node_resolv_conf": False},
+                notes=["no nodes could be read: all facts assumed from the cluster's settings"],
+            )
+        )
+    return pools
+
+
+def _coredns_facts(client, problems) -> dict:
+    from dnsaudit.boundary.kube import KubeError
+
+    facts: dict = {"variant": "unknown", "template_zones": [], "corefile": ""}
+    try:
+        cm = client.get_configmap("kube-system", "coredns")
+        custom = client.get_configmap("kube-system", "coredns-custom")
+        nodelocal = client.get_configmap("kube-system", "node-local-dns")
+    except KubeError as exc:
+        problems.append(
+            _problem(
+                "CoreDNS configuration",
+                str(exc),
+                "cannot tell whether a CoreDNS template fix exists; the CoreDNS remediation is shown without that check",
+            )
+        )
+        return facts
+    corefile = ((cm or {}).get("data") or {}).get("Corefile", "")
+    facts["corefile"] = corefile
+    facts["variant"] = (
+        "k3s" if ("NodeHosts" in corefile or custom is not None) else ("kubeadm" if corefile else "unknown")
+    )
+    facts["node_local_dns"] = nodelocal is not None
+    texts = [corefile, *(((custom or {}).get("data") or {}).values())]
+    zones = []
+    for text in texts:
+        for line in (text or "").splitlines():
+            parts = line.split()
+            if len(parts) >= 4 and parts[0] == "template":
+                zones.extend(p.rstrip(".{") for p in parts[3:] if p != "{")
+    facts["template_zones"] = sorted(set(zones))
+    return facts
+
+
+def _inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
+    """One verdict per distinct image (by digest when known), cached in the database across clusters."""
+    from dnsaudit.boundary.kube import KubeError
+    from dnsaudit.boundary.registry import RegistryClient, credentials_from_dockerconfigjson, resolve_image_id
+
+    credentials: dict = {}
+    denied = False
+    for ns, names in inv.pull_secrets.items():
+        for secret_name in names:
+            try:
+                secret = client.read_secret(ns, secret_name)
+            except KubeError:
+                denied = True
+                continue
+            data = (secret or {}).get("data") or {}
+            if ".dockerconfigjson" in data:
+                try:
+                    credentials.update(credentials_from_dockerconfigjson(data[".dockerconfigjson"]))
+                except ValueError:
+                    continue
+    if denied:
+        problems.append(
+            _problem(
+                "image pull secrets",
+                "some pull secrets could not be read",
+                "private images were inspected anonymously; where that failed the verdict is inferred from the image name",
+            )
+        )
+    registry = RegistryClient(credentials=credentials)
+    work: dict[str, tuple[str, str]] = {}
+    keys_for: dict[tuple[str, str | None, str], str] = {}
+    for image, image_id, platform in inv.images:
+        ref = resolve_image_id(image_id) if image_id else None
+        ref = ref or image
+        key = f"{ref}@{platform}"
+        keys_for[(image, image_id, platform)] = key
+        work.setdefault(key, (ref, platform))
+    progress.set("images", done=0, total=len(work))
+    cached = {
+        iv.key: iv.verdict for iv in ImageVerdict.objects.filter(key__in=list(work), confidence="confirmed")
+    }
+    results: dict[str, dict] = dict(cached)
+    progress.set(done=len(cached), force=True)
+
+    def inspect(item: tuple[str, tuple[str, str]]) -> tuple[str, dict]:
+        key, (ref, platform) = item
+        verdict = registry.inspect_or_infer(ref, platform)
+        return key, verdict.to_dict()
+
+    todo = [(k, v) for k, v in work.items() if k not in cached]
+    if todo:
+        with ThreadPoolExecutor(max_workers=settings.DNSAUDIT_IMAGE_CONCURRENCY) as pool:
+            for key, verdict in pool.map(inspect, todo):
+                results[key] = verdict
+                progress.step()
+        fresh = [
+            ImageVerdict(key=k, verdict=results[k], confidence=results[k].get("confidence", "inferred"))
+            for k, _ in todo
+            if results[k].get("confidence") == "confirmed"
+        ]
+        ImageVerdict.objects.bulk_create(fresh, ignore_conflicts=True)
+        close_old_connections()
+    verdicts: dict[str, LibcVerdict] = {}
+    for (image, image_id, _platform), key in keys_for.items():
+        v = LibcVerdict(**results[key])
+        verdicts.setdefault(image, v)
+        if image_id:
+            verdicts[image_id] = v
+    return verdicts
+
+
+def _probe_dns(cluster, pools, progress, problems) -> list[ProbeResult]:
+    """Ask A and AAAA for <probe>.<domain> per non-cluster search domain of each pool's node file."""
+    from dnsaudit.boundary.dns import DNSProbeError, probe_domain
+    from dnsaudit.core.kubelet import parse_node_resolv_conf
+
+    servers = list(cluster.probe_nameservers or [])
+    if not servers:
+        return []
+    domains: set[str] = set()
+    for pool in pools:
+        if not pool.node_resolv_conf:
+            continue
+        try:
+            conf = parse_node_resolv_conf(pool.node_resolv_conf, pool.kubelet.version)
+        except ValueError:
+            continue
+        cd = pool.kubelet.cluster_domain
+        for d in conf.searches:
+            if d and d != "." and not (cd and (d == cd or d.endswith("." + cd))):
+                domains.add(d)
+    names = [*(cluster.probe_names or ["example.com"]), f"dnsaudit-{secrets.token_hex(4)}.com"]
+    work = [(s, d, n) for s in servers for d in sorted(domains) for n in names]
+    progress.set("dns probes", done=0, total=len(work))
+    results: list[ProbeResult] = []
+    failures: list[str] = []
+    for server, domain, name in work:
+        try:
+            results.append(probe_domain(server, domain, name))
+        except DNSProbeError as exc:
+            failures.append(f"{server}: {exc}")
+        progress.step()
+    if failures:
+        problems.append(
+            _problem(
+                "DNS probes",
+                "; ".join(sorted(set(failures)))[:500],
+                "some search domains have no observed answer: their workloads are at-risk rather than confirmed affected",
+            )
+        )
+    return results
+
+
+# --- saving -----------------------------------------------------------------------------------------
+
+
+def _summary_libc(report: dict) -> tuple[str, str]:
+    libcs = {c.get("libc") or "unknown" for c in report.get("containers", [])}
+    versions = sorted({c.get("musl_version") for c in report.get("containers", []) if c.get("musl_version")})
+    if not libcs:
+        return "unknown", ""
+    libc = libcs.pop() if len(libcs) == 1 else ("musl" if "musl" in libcs else "mixed")
+    return libc, versions[0] if versions else ""
+
+
+def _save(scan_id: int, result: ScanResult) -> Scan:
+    """Write the whole report in one transaction, then prune old scans."""
+    counts = {"affected": 0, "at-risk": 0, "safe": 0, "unknown": 0}
+    rows: list[WorkloadResult] = []
+    for audit in result.audits:
+        rep = audit.report
+        counts[rep["risk"]] = counts.get(rep["risk"], 0) + 1
+        libc, musl_version = _summary_libc(rep)
+        rows.append(
+            WorkloadResult(
+                scan_id=scan_id,
+                namespace=rep["namespace"],
+                kind=rep["kind"],
+                name=rep["name"],
+                node_pool=rep.get("node_pool") or "",
+                risk=rep["risk"],
+                libc=libc,
+                musl_version=musl_version,
+                recommended=rep.get("remediation", {}).get("recommended", ""),
+                dns_policy=rep.get("dns_policy", ""),
+                host_network=bool(rep.get("host_network")),
+                report=rep,
+                detail=audit.detail,
+                search_text=" ".join(
+                    [
+                        rep["namespace"],
+                        rep["kind"],
+                        rep["name"],
+                        *[c.get("image", "") for c in rep.get("containers", [])],
+                    ]
+                )[:1024].lower(),
+            )
+        )
+    pool_rows = [_pool_row(scan_id, pool, result.probes) for pool in result.pools]
+    status = Scan.PARTIAL if result.problems else Scan.SUCCEEDED
+    with transaction.atomic():
+        if not Scan.objects.filter(pk=scan_id, status=Scan.RUNNING).exists():
+            # The reaper declared us dead meanwhile; do not resurrect a finished record.
+            return Scan.objects.get(pk=scan_id)
+        NodePoolResult.objects.filter(scan_id=scan_id).delete()
+        WorkloadResult.objects.filter(scan_id=scan_id).delete()
+        NodePoolResult.objects.bulk_create(pool_rows)
+        WorkloadResult.objects.bulk_create(rows, batch_size=500)
+        Scan.objects.filter(pk=scan_id).update(
+            status=status,
+            finished_at=timezone.now(),
+            stage="done",
+            progress_done=len(rows),
+            progress_total=len(rows),
+            workloads_total=len(rows),
+            affected=counts["affected"],
+            at_risk=counts["at-risk"],
+            safe=counts["safe"],
+            unknown=counts["unknown"],
+            pods_seen=result.pods_seen,
+            images_inspected=result.images_inspected,
+            problems=result.problems,
+            facts=result.facts,
+            heartbeat_at=timezone.now(),
+        )
+    scan = Scan.objects.select_related("cluster").get(pk=scan_id)
+    prune_scans(scan.cluster)
+    return scan
+
+
+def _pool_row(scan_id: int, pool: NodePool, probes: list[ProbeResult]) -> NodePoolResult:
+    from dnsaudit.core.kubelet import parse_node_resolv_conf
+
+    searches = []
+    if pool.node_resolv_conf:
+        try:
+            conf = parse_node_resolv_conf(pool.node_resolv_conf, pool.kubelet.version)
+            cd = pool.kubelet.cluster_domain
+            for d in conf.searches:
+                safe = bool(cd) and (d == cd or d.endswith("." + cd))
+                searches.append({"domain": d, "origin": "node resolv.conf", "cluster": safe})
+        except ValueError as exc:
+            searches.append(
+                {"domain": "", "origin": f"unparseable node resolv.conf: {exc}", "cluster": False}
+            )
+    domain_names = {s["domain"] for s in searches}
+    probe_rows = []
+    for p in probes:
+        if p.domain in domain_names:
+            probe_rows.append(
+                {
+                    "domain": p.domain,
+                    "probe_name": p.probe_name,
+                    "qname": p.qname,
+                    "server": p.server,
+                    "a": p.a.label,
+                    "aaaa": p.aaaa.label,
+                    "musl": "continues"
+                    if (p.a.rcode == "NXDOMAIN" or p.aaaa.rcode == "NXDOMAIN")
+                    else "stops",
+                    "glibc": "stops"
+                    if any(x.rcode in ("REFUSED", "NOTIMP", "FORMERR", None) for x in (p.a, p.aaaa))
+                    and not any(x.addresses for x in (p.a, p.aaaa))
+                    else "continues",
+                }
+            )
+    return NodePoolResult(
+        scan_id=scan_id,
+        name=pool.name,
+        nodes=pool.nodes,
+        kubelet_version=pool.kubelet.version or "",
+        architecture=pool.architecture,
+        cluster_dns=list(pool.kubelet.cluster_dns),
+        cluster_domain=pool.kubelet.cluster_domain,
+        resolv_conf_path=pool.kubelet.resolv_conf,
+        node_resolv_conf=pool.node_resolv_conf or "",
+        searches=searches,
+        observed=pool.observed,
+        probes=probe_rows,
+        notes=pool.notes,
+    )
+
+
+def prune_scans(cluster: Cluster, keep: int | None = None) -> int:
+    """Keep the newest ``keep`` finished scans of a cluster (results cascade)."""
+    keep = keep if keep is not None else settings.DNSAUDIT_KEEP_SCANS
+    finished = list(
+        cluster.scans.exclude(status__in=Scan.ACTIVE)
+        .order_by("-created_at", "-pk")
+        .values_list("pk", flat=True)
+    )
+    old = finished[keep:]
+    if old:
+        Scan.objects.filter(pk__in=old).delete()
+    return len(old)
+
+
+def reap_dead_scans(now=None) -> int:
+    """Mark scans failed whose worker stopped reporting (killed, lost). Returns how many."""
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=settings.DNSAUDIT_SCAN_STALE_AFTER)
+    dead = Scan.objects.filter(status=Scan.RUNNING, heartbeat_at__lt=stale).update(
+        status=Scan.FAILED,
+        finished_at=now,
+        stage="failed",
+        error=(
+            "the worker running this scan stopped reporting (killed or lost); the scan was abandoned and the "
+            "previous report is kept. The next scan runs normally."
+        ),
+    )
+    never = now - timedelta(seconds=settings.DNSAUDIT_SCAN_QUEUED_TIMEOUT)
+    lost = Scan.objects.filter(status=Scan.QUEUED, created_at__lt=never).update(
+        status=Scan.FAILED,
+        finished_at=now,
+        stage="failed",
+        error="no worker picked this scan up in time: is a Celery worker running and connected to the broker?",
+    )
+    return dead + lost
+
+
+def due_clusters(now=None) -> list[Cluster]:
+    """Clusters with a scan interval whose last scan is older than it."""
+    now = now or timezone.now()
+    due = []
+    for cluster in Cluster.objects.filter(scan_interval_minutes__gt=0):
+        last = cluster.scans.order_by("-created_at").first()
+        if last is None or last.created_at <= now - timedelta(minutes=cluster.scan_interval_minutes):
+            due.append(cluster)
+    return due
