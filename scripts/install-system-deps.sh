@@ -5,7 +5,7 @@
 #   docker-registry           a real OCI registry for the image tests
 #   chromium                  headless browser tests
 set -euo pipefail
-packages=(postgresql redis-server musl-tools gcc libc6-dev iproute2 docker-registry chromium fonts-dejavu-core)
+packages=(postgresql redis-server musl-tools gcc libc6-dev binutils iproute2 docker-registry apache2-utils chromium fonts-dejavu-core wrk)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
