@@ -18,6 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TypeVar
 
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, transaction
@@ -29,6 +30,7 @@ from dnsaudit.core.model import KubeletDNS, LibcVerdict, NodePool, ProbeResult
 from .models import Cluster, ImageVerdict, NodePoolResult, Scan, WorkloadResult
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 WORKLOAD_RESOURCES = ("deployments", "statefulsets", "daemonsets", "replicasets", "cronjobs", "jobs", "pods")
 
@@ -209,6 +211,31 @@ def _problem(fact: str, error: str, impact: str) -> dict:
     return {"fact": fact, "error": error, "impact": impact}
 
 
+#: Attempts per Kubernetes API call (lists are restarted from the first page on a retry).
+KUBE_ATTEMPTS = 3
+
+
+def _retry(fn: Callable[[], T], attempts: int = KUBE_ATTEMPTS) -> T:
+    """Call ``fn``; on a transient ``KubeError`` (network, timeout, 5xx, 429) try again, up to ``attempts``
+    times in all, with exponential backoff (``DNSAUDIT_KUBE_RETRY_BACKOFF`` seconds, doubled each time).
+
+    Permanent errors (401, 403, 404, TLS) and the last transient error are raised to the caller. A list
+    is retried whole, so a failure mid-pagination never yields half a list.
+    """
+    from dnsaudit.boundary.kube import KubeError
+
+    backoff = float(getattr(settings, "DNSAUDIT_KUBE_RETRY_BACKOFF", 0.5))
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except KubeError as exc:
+            if not exc.transient or attempt >= attempts:
+                raise
+            log.warning("transient API error (attempt %d/%d), retrying: %s", attempt, attempts, exc)
+            time.sleep(backoff * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def collect_and_audit(
     cluster: Cluster, progress: Progress, *, client_factory: Callable | None = None
 ) -> ScanResult:
@@ -226,14 +253,14 @@ def collect_and_audit(
     client = (client_factory or KubeClient.from_context)(ctx)
     try:
         try:
-            facts["server_version"] = client.server_version().get("gitVersion", "")
+            facts["server_version"] = _retry(client.server_version).get("gitVersion", "")
         except KubeError as exc:
             raise ScanAborted(_unreachable_message(cluster, exc)) from exc
 
         # Nodes and pools.
         progress.set("nodes")
         try:
-            nodes = list(client.iter_list("nodes"))
+            nodes = _retry(lambda: list(client.iter_list("nodes")))
         except KubeError as exc:
             if exc.reason in ("Forbidden",):
                 nodes = []
@@ -270,7 +297,7 @@ def collect_and_audit(
         progress.set("cluster add-ons")
         facts["coredns"] = _coredns_facts(client, problems)
         try:
-            facts["kyverno_installed"] = client.api_group_served("kyverno.io")
+            facts["kyverno_installed"] = _retry(lambda: client.api_group_served("kyverno.io"))
         except KubeError as exc:
             facts["kyverno_installed"] = False
             problems.append(_problem("kyverno", str(exc), "Kyverno is assumed absent"))
@@ -336,14 +363,12 @@ def _list_everywhere(client, resource: str, problems: list[dict]) -> list[dict]:
     from dnsaudit.boundary.kube import KubeError
 
     try:
-        return list(client.iter_list(resource))
+        return _retry(lambda: list(client.iter_list(resource)))
     except KubeError as exc:
         if exc.reason != "Forbidden":
-            if exc.transient:
-                raise ScanAborted(f"listing {resource} failed: {exc}") from exc
-            raise ScanAborted(f"listing {resource} failed: {exc}") from exc
+            raise ScanAborted(_list_failed(resource, None, exc)) from exc
     try:
-        namespaces = [n["metadata"]["name"] for n in client.iter_list("namespaces")]
+        namespaces = _retry(lambda: [n["metadata"]["name"] for n in client.iter_list("namespaces")])
     except KubeError as exc:
         problems.append(
             _problem(
@@ -357,12 +382,12 @@ def _list_everywhere(client, resource: str, problems: list[dict]) -> list[dict]:
     forbidden: list[str] = []
     for ns in namespaces:
         try:
-            items.extend(client.iter_list(resource, namespace=ns))
+            items.extend(_retry(lambda ns=ns: list(client.iter_list(resource, namespace=ns))))
         except KubeError as exc:
             if exc.reason == "Forbidden":
                 forbidden.append(ns)
             else:
-                raise ScanAborted(f"listing {resource} in {ns} failed: {exc}") from exc
+                raise ScanAborted(_list_failed(resource, ns, exc)) from exc
     if forbidden:
         problems.append(
             _problem(
@@ -372,6 +397,15 @@ def _list_everywhere(client, resource: str, problems: list[dict]) -> list[dict]:
             )
         )
     return items
+
+
+def _list_failed(resource: str, namespace: str | None, exc: Exception) -> str:
+    where = f" in namespace {namespace}" if namespace else ""
+    tries = f" after {KUBE_ATTEMPTS} attempts" if getattr(exc, "transient", False) else ""
+    return (
+        f"listing {resource}{where} failed{tries}: {exc} No verdicts were computed; the previous report (if any) "
+        "stays in place."
+    )
 
 
 def _pools_with_kubelet_facts(cluster, client, grouped, problems, progress) -> list[NodePool]:
@@ -450,9 +484,9 @@ def _coredns_facts(client, problems) -> dict:
 
     facts: dict = {"variant": "unknown", "template_zones": [], "corefile": ""}
     try:
-        cm = client.get_configmap("kube-system", "coredns")
-        custom = client.get_configmap("kube-system", "coredns-custom")
-        nodelocal = client.get_configmap("kube-system", "node-local-dns")
+        cm = _retry(lambda: client.get_configmap("kube-system", "coredns"))
+        custom = _retry(lambda: client.get_configmap("kube-system", "coredns-custom"))
+        nodelocal = _retry(lambda: client.get_configmap("kube-system", "node-local-dns"))
     except KubeError as exc:
         problems.append(
             _problem(
@@ -508,14 +542,17 @@ def _inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
             )
         )
     registry = RegistryClient(credentials=credentials)
-    work: dict[str, tuple[str, str]] = {}
+    # key -> (pullable ref: the digest from imageID when known, platform, the tag reference). The tag
+    # reference is what a fallback inference needs: "docker.io/library/python@sha256:…" says nothing
+    # about Alpine, "python:3.12-alpine" does.
+    work: dict[str, tuple[str, str, str]] = {}
     keys_for: dict[tuple[str, str | None, str], str] = {}
-    for image, image_id, platform in inv.images:
+    for image, image_id, platform in sorted(inv.images, key=lambda t: (t[0], t[1] or "", t[2])):
         ref = resolve_image_id(image_id) if image_id else None
         ref = ref or image
         key = f"{ref}@{platform}"
         keys_for[(image, image_id, platform)] = key
-        work.setdefault(key, (ref, platform))
+        work.setdefault(key, (ref, platform, image or ref))
     progress.set("images", done=0, total=len(work))
     cached = {
         iv.key: iv.verdict for iv in ImageVerdict.objects.filter(key__in=list(work), confidence="confirmed")
@@ -523,9 +560,19 @@ def _inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
     results: dict[str, dict] = dict(cached)
     progress.set(done=len(cached), force=True)
 
-    def inspect(item: tuple[str, tuple[str, str]]) -> tuple[str, dict]:
-        key, (ref, platform) = item
-        verdict = registry.inspect_or_infer(ref, platform)
+    def inspect(item: tuple[str, tuple[str, str, str]]) -> tuple[str, dict]:
+        from dnsaudit.boundary.registry import RegistryError
+        from dnsaudit.core.libc import infer_from_reference
+
+        key, (ref, platform, tag_ref) = item
+        try:
+            verdict = registry.inspect(ref, platform)
+        except (RegistryError, ValueError) as exc:
+            # The registry could not be read (unreachable, 401/404/5xx, slow blobs): infer from the tag
+            # reference and keep the error as evidence. The scan goes on; the verdict says "inferred".
+            verdict = infer_from_reference(tag_ref)
+            verdict.platform = platform
+            verdict.evidence.append(f"registry not read for {ref}: {exc}")
         return key, verdict.to_dict()
 
     todo = [(k, v) for k, v in work.items() if k not in cached]
@@ -539,8 +586,9 @@ def _inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
             for k, _ in todo
             if results[k].get("confidence") == "confirmed"
         ]
+        # (No close_old_connections() here: this is the scan's own thread and connection; closing it
+        # mid-scan breaks any enclosing transaction, and the pool threads never touched the database.)
         ImageVerdict.objects.bulk_create(fresh, ignore_conflicts=True)
-        close_old_connections()
     verdicts: dict[str, LibcVerdict] = {}
     for (image, image_id, _platform), key in keys_for.items():
         v = LibcVerdict(**results[key])
@@ -551,8 +599,15 @@ def _inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
 
 
 def _probe_dns(cluster, pools, progress, problems) -> list[ProbeResult]:
-    """Ask A and AAAA for <probe>.<domain> per non-cluster search domain of each pool's node file."""
-    from dnsaudit.boundary.dns import DNSProbeError, probe_domain
+    """Ask A and AAAA for <probe>.<domain> per non-cluster search domain of each pool's node file.
+
+    Each server is first asked for the first probe name itself (a control question it must answer). A
+    server that does not answer that is unreachable from the worker: its silence says nothing about the
+    search domains, so none of its answers are used (the scan is partial and those workloads stay
+    at-risk instead of affected). Once the control is answered, a timeout under a domain is an
+    observation like any rcode (musl fails on it).
+    """
+    from dnsaudit.boundary.dns import DNSProbeError, probe_domain, query
     from dnsaudit.core.kubelet import parse_node_resolv_conf
 
     servers = list(cluster.probe_nameservers or [])
@@ -570,16 +625,33 @@ def _probe_dns(cluster, pools, progress, problems) -> list[ProbeResult]:
         for d in conf.searches:
             if d and d != "." and not (cd and (d == cd or d.endswith("." + cd))):
                 domains.add(d)
+    if not domains:
+        return []
+    timeout = float(getattr(settings, "DNSAUDIT_PROBE_TIMEOUT", 2.0))
     names = [*(cluster.probe_names or ["example.com"]), f"dnsaudit-{secrets.token_hex(4)}.com"]
     work = [(s, d, n) for s in servers for d in sorted(domains) for n in names]
     progress.set("dns probes", done=0, total=len(work))
     results: list[ProbeResult] = []
     failures: list[str] = []
-    for server, domain, name in work:
+    unreachable: set[str] = set()
+    for server in servers:
         try:
-            results.append(probe_domain(server, domain, name))
+            control = query(server, names[0], "A", timeout=timeout)
         except DNSProbeError as exc:
             failures.append(f"{server}: {exc}")
+            unreachable.add(server)
+            continue
+        if control.rcode is None:
+            failures.append(
+                f"{server}: no answer within {timeout:g}s even for {names[0]} (probe server unreachable)"
+            )
+            unreachable.add(server)
+    for server, domain, name in work:
+        if server not in unreachable:
+            try:
+                results.append(probe_domain(server, domain, name, timeout=timeout))
+            except DNSProbeError as exc:
+                failures.append(f"{server}: {exc}")
         progress.step()
     if failures:
         problems.append(

@@ -303,12 +303,18 @@ class RegistryClient:
         """Classify the image's libc from its contents (confidence ``confirmed`` unless unknown)."""
         return self.inspect_with_stats(ref, platform)[0]
 
-    def inspect_or_infer(self, ref: str, platform: str = "linux/amd64") -> LibcVerdict:
-        """:meth:`inspect`, or when the registry fails, :func:`infer_from_reference` with the error noted."""
+    def inspect_or_infer(
+        self, ref: str, platform: str = "linux/amd64", *, fallback_ref: str | None = None
+    ) -> LibcVerdict:
+        """:meth:`inspect`, or when the registry fails, :func:`infer_from_reference` with the error noted.
+
+        ``fallback_ref`` is the reference to infer from when it says more than ``ref`` (a pod's tag,
+        ``alpine:3.16``, says more than its digest reference ``docker.io/library/alpine@sha256:…``).
+        """
         try:
             return self.inspect(ref, platform)
         except (RegistryError, ValueError) as e:
-            v = infer_from_reference(ref)
+            v = infer_from_reference(fallback_ref or ref)
             v.platform = platform
             v.evidence.append(f"registry not read: {e}")
             return v
