@@ -8,6 +8,10 @@ import pytest
 
 from tests.support import need
 
+# The project's HTTPS Kubernetes test API server: fakekube_server (session), fakekube, fakekube_fleet,
+# kubeconfig_file.
+pytest_plugins = ["dnsaudit.fakekube.pytest_fixtures"]
+
 
 @pytest.fixture
 def redis_url() -> str:

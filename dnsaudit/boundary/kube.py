@@ -1,0 +1,574 @@
+"""The Kubernetes boundary: the only module that imports the official ``kubernetes`` client.
+
+Contract:
+
+* A ``KubeClient`` is built from a validated ``KubeContext`` (data only). The client ``Configuration``
+  is assembled here field by field; ``load_kube_config*`` is never called, so nothing can run an exec
+  plugin or read a file named by a kubeconfig. PEM data the client needs as files (client certificate
+  and key) is written to private temporary files that ``close()`` removes.
+* Everything returns raw JSON dicts (``_preload_content=False`` + ``json.loads``): fast at tens of
+  thousands of objects and immune to model-class strictness (T1) and ``str(dict)`` bodies (T3).
+* Every failure is a ``KubeError`` with ``transient`` (worth retrying later: network, timeouts, 5xx,
+  429, 410 after the one restart) or not (401, 403, 404, TLS, bad input).
+* Lists page with ``limit`` + ``continue`` until the token is empty (zero-item pages included, T6); a
+  410 Expired restarts the whole list once (items already yielded may be yielded again: callers that
+  need exactness key objects by uid).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import ssl
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
+
+from dnsaudit.core.model import KubeContext
+
+
+class KubeError(Exception):
+    """A Kubernetes API failure in words a user understands.
+
+    ``reason``: ``Forbidden``, ``Unauthorized``, ``NotFound``, ``Expired``, ``Unreachable``, ``Timeout``,
+    ``TLS``, ``ServerError``, ``TooManyRequests``, ``BadRequest``, ``InvalidResponse``.
+    ``status`` is the HTTP status when the server answered, else None.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool,
+        status: int | None = None,
+        reason: str = "",
+        resource: str | None = None,
+        namespace: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.transient = transient
+        self.status = status
+        self.reason = reason
+        self.resource = resource
+        self.namespace = namespace
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class _ListCall:
+    api: str  # "core" | "apps" | "batch"
+    all_ns: str | None  # method name listing across namespaces (None for cluster-scoped)
+    namespaced: str | None  # method name listing in one namespace
+    cluster: str | None = None  # method for cluster-scoped resources
+    group: str = ""
+
+
+_LISTS: dict[str, _ListCall] = {
+    "pods": _ListCall("core", "list_pod_for_all_namespaces", "list_namespaced_pod"),
+    "configmaps": _ListCall("core", "list_config_map_for_all_namespaces", "list_namespaced_config_map"),
+    "secrets": _ListCall("core", "list_secret_for_all_namespaces", "list_namespaced_secret"),
+    "serviceaccounts": _ListCall(
+        "core", "list_service_account_for_all_namespaces", "list_namespaced_service_account"
+    ),
+    "services": _ListCall("core", "list_service_for_all_namespaces", "list_namespaced_service"),
+    "nodes": _ListCall("core", None, None, "list_node"),
+    "namespaces": _ListCall("core", None, None, "list_namespace"),
+    "deployments": _ListCall(
+        "apps", "list_deployment_for_all_namespaces", "list_namespaced_deployment", group="apps"
+    ),
+    "replicasets": _ListCall(
+        "apps", "list_replica_set_for_all_namespaces", "list_namespaced_replica_set", group="apps"
+    ),
+    "statefulsets": _ListCall(
+        "apps", "list_stateful_set_for_all_namespaces", "list_namespaced_stateful_set", group="apps"
+    ),
+    "daemonsets": _ListCall(
+        "apps", "list_daemon_set_for_all_namespaces", "list_namespaced_daemon_set", group="apps"
+    ),
+    "jobs": _ListCall("batch", "list_job_for_all_namespaces", "list_namespaced_job", group="batch"),
+    "cronjobs": _ListCall(
+        "batch", "list_cron_job_for_all_namespaces", "list_namespaced_cron_job", group="batch"
+    ),
+}
+
+#: What ``self_test`` checks: (fact, verb, group, resource, subresource, namespace, what the audit loses).
+SELF_TEST_CHECKS: tuple[tuple[str, str, str, str, str | None, str | None, str], ...] = (
+    (
+        "pods",
+        "list",
+        "",
+        "pods",
+        None,
+        None,
+        "No workload can be audited from running pods; images and digests are unknown.",
+    ),
+    (
+        "workloads",
+        "list",
+        "apps",
+        "deployments",
+        None,
+        None,
+        "Findings cannot be attached to Deployments/StatefulSets/DaemonSets; workloads with no pod are missed.",
+    ),
+    ("cronjobs", "list", "batch", "cronjobs", None, None, "CronJobs (and suspended ones) are not audited."),
+    ("nodes", "list", "", "nodes", None, None, "Node pools, kubelet versions and architectures are unknown."),
+    (
+        "kubelet configz",
+        "get",
+        "",
+        "nodes",
+        "proxy",
+        None,
+        "The kubelet's resolvConf/clusterDNS/clusterDomain are assumed from the cluster's settings, not observed.",
+    ),
+    (
+        "CoreDNS config",
+        "get",
+        "",
+        "configmaps",
+        None,
+        "kube-system",
+        "The CoreDNS variant and any existing template fix are unknown.",
+    ),
+    (
+        "Kyverno",
+        "list",
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        None,
+        None,
+        "Whether Kyverno is installed is unknown, so no cluster-wide policy fix is offered.",
+    ),
+    (
+        "pull secrets",
+        "get",
+        "",
+        "secrets",
+        None,
+        None,
+        "Private images cannot be inspected; their libc stays unknown.",
+    ),
+    (
+        "exec verification",
+        "create",
+        "",
+        "pods",
+        "exec",
+        None,
+        "The optional in-pod check of /etc/resolv.conf and ld-musl cannot run (off by default).",
+    ),
+)
+
+
+class KubeClient:
+    """A connection to one cluster. Use as a context manager or call ``close()``."""
+
+    def __init__(self, ctx: KubeContext, *, timeout: float = 15.0) -> None:
+        self.context = ctx
+        self.timeout = timeout
+        self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
+        cfg = k8s.Configuration()
+        cfg.host = ctx.server.rstrip("/")
+        cfg.verify_ssl = not ctx.insecure_skip_tls_verify
+        if ctx.insecure_skip_tls_verify:
+            cfg.assert_hostname = False
+            # The user accepted this with a visible warning at import; don't repeat it per request in logs.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        if ctx.ca_data and not ctx.insecure_skip_tls_verify:
+            cfg.ca_cert_data = ctx.ca_data.decode() if isinstance(ctx.ca_data, bytes) else ctx.ca_data
+        if ctx.tls_server_name:
+            cfg.tls_server_name = ctx.tls_server_name
+        if ctx.client_cert_data and ctx.client_key_data:
+            self._tmpdir = tempfile.TemporaryDirectory(prefix="dnsaudit-kube-")
+            cfg.cert_file = self._write("client.crt", ctx.client_cert_data)
+            cfg.key_file = self._write("client.key", ctx.client_key_data)
+        if ctx.token:
+            cfg.api_key = {"authorization": "Bearer " + ctx.token}
+        elif ctx.username is not None:
+            basic = base64.b64encode(f"{ctx.username}:{ctx.password or ''}".encode()).decode()
+            cfg.api_key = {"authorization": "Basic " + basic}
+        # No urllib3 retries: failures surface at once and the scan decides (T8). Retry(0) still wraps
+        # errors in MaxRetryError, which _map_exception unwraps.
+        cfg.retries = urllib3.Retry(total=0, connect=0, read=0, redirect=0, status=0, raise_on_status=False)
+        cfg.client_go_retries = False
+        cfg.proxy = None
+        cfg.connection_pool_maxsize = 8
+        self._cfg = cfg
+        self._api = k8s.ApiClient(cfg)
+        self.core = k8s.CoreV1Api(self._api)
+        self.apps = k8s.AppsV1Api(self._api)
+        self.batch = k8s.BatchV1Api(self._api)
+
+    @classmethod
+    def from_context(cls, ctx: KubeContext, *, timeout: float = 15.0) -> KubeClient:
+        return cls(ctx, timeout=timeout)
+
+    def _write(self, name: str, data: bytes | str) -> str:
+        assert self._tmpdir is not None
+        path = os.path.join(self._tmpdir.name, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data if isinstance(data, bytes) else data.encode())
+        return path
+
+    def close(self) -> None:
+        """Close the connection pool and delete the temporary key material."""
+        with contextlib.suppress(Exception):
+            self._api.close()
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
+            self._tmpdir = None
+
+    def __enter__(self) -> KubeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing -------------------------------------------------------------------------------------------
+    @property
+    def _timeout(self) -> tuple[float, float]:
+        return (min(self.timeout, 10.0), self.timeout)
+
+    def _call(
+        self, fn: Callable, *args, resource: str | None = None, namespace: str | None = None, **kw
+    ) -> dict:
+        """Call a generated method for raw JSON; map every failure to ``KubeError``."""
+        try:
+            resp = fn(*args, _preload_content=False, _request_timeout=self._timeout, **kw)
+            data = resp.data
+        except Exception as exc:  # mapped below; anything unknown is re-raised
+            raise _map_exception(exc, self.context.server, resource, namespace) from exc
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise KubeError(
+                f"The API server at {self.context.server} sent a response that is not JSON for {resource or 'a request'}.",
+                transient=True,
+                reason="InvalidResponse",
+                resource=resource,
+                namespace=namespace,
+            ) from exc
+
+    # -- lists --------------------------------------------------------------------------------------------------
+    def iter_list(
+        self,
+        resource: str,
+        *,
+        namespace: str | None = None,
+        page_size: int = 500,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> Iterator[dict]:
+        """Yield every object of ``resource`` (raw dicts, list-item form: no kind/apiVersion for built-ins).
+
+        Pages until the ``continue`` token is empty; a 410 Expired restarts the list once, then raises.
+        """
+        call = _LISTS.get(resource)
+        if call is None:
+            raise ValueError(f"unsupported resource {resource!r}; one of {sorted(_LISTS)}")
+        api = {"core": self.core, "apps": self.apps, "batch": self.batch}[call.api]
+        if call.cluster:
+            fn, args = getattr(api, call.cluster), ()
+        elif namespace is None:
+            fn, args = getattr(api, call.all_ns), ()  # type: ignore[arg-type]
+        else:
+            fn, args = getattr(api, call.namespaced), (namespace,)  # type: ignore[arg-type]
+        kw: dict = {"limit": page_size}
+        if label_selector:
+            kw["label_selector"] = label_selector
+        if field_selector:
+            kw["field_selector"] = field_selector
+        restarts = 0
+        token: str | None = None
+        while True:
+            try:
+                page = self._call(
+                    fn,
+                    *args,
+                    resource=resource,
+                    namespace=namespace,
+                    **kw,
+                    **({"_continue": token} if token else {}),
+                )
+            except KubeError as err:
+                if err.reason == "Expired" and token and restarts == 0:
+                    restarts += 1
+                    token = None
+                    continue
+                raise
+            yield from page.get("items") or ()
+            token = (page.get("metadata") or {}).get("continue") or None
+            if not token:
+                return
+
+    def list_all(self, resource: str, **kw) -> list[dict]:
+        return list(self.iter_list(resource, **kw))
+
+    # -- single reads --------------------------------------------------------------------------------------------
+    def kubelet_configz(self, node: str) -> dict:
+        """The node's ``kubeletconfig`` object from ``nodes/{node}/proxy/configz`` (raw JSON, T3)."""
+        data = self._call(self.core.connect_get_node_proxy_with_path, node, "configz", resource="nodes/proxy")
+        if not isinstance(data, dict) or "kubeletconfig" not in data:
+            raise KubeError(
+                f"The kubelet on {node} answered configz without a kubeletconfig object.",
+                transient=False,
+                reason="InvalidResponse",
+                resource="nodes/proxy",
+            )
+        return data["kubeletconfig"]
+
+    def get_configmap(self, namespace: str, name: str) -> dict | None:
+        """The ConfigMap, or None when it does not exist."""
+        try:
+            return self._call(
+                self.core.read_namespaced_config_map,
+                name,
+                namespace,
+                resource="configmaps",
+                namespace=namespace,
+            )
+        except KubeError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def read_secret(self, namespace: str, name: str) -> dict | None:
+        """The Secret, or None when it does not exist (403 raises: the caller reports missing access)."""
+        try:
+            return self._call(
+                self.core.read_namespaced_secret, name, namespace, resource="secrets", namespace=namespace
+            )
+        except KubeError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def server_version(self) -> dict:
+        return self._call(k8s.VersionApi(self._api).get_code, resource="version")
+
+    def api_group_served(self, group: str) -> bool:
+        """Whether discovery lists ``group`` (e.g. ``kyverno.io``) — i.e. its CRDs are installed and served."""
+        data = self._call(k8s.ApisApi(self._api).get_api_versions, resource="apis")
+        return any(g.get("name") == group for g in data.get("groups") or ())
+
+    def can_i(
+        self,
+        verb: str,
+        resource: str,
+        *,
+        group: str = "",
+        namespace: str | None = None,
+        subresource: str | None = None,
+        name: str | None = None,
+    ) -> bool:
+        """SelfSubjectAccessReview: may the current user do this?"""
+        attrs: dict = {"verb": verb, "group": group, "resource": resource}
+        if namespace:
+            attrs["namespace"] = namespace
+        if subresource:
+            attrs["subresource"] = subresource
+        if name:
+            attrs["name"] = name
+        body = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": attrs},
+        }
+        out = self._call(
+            k8s.AuthorizationV1Api(self._api).create_self_subject_access_review,
+            body,
+            resource="selfsubjectaccessreviews",
+        )
+        return bool((out.get("status") or {}).get("allowed"))
+
+    def self_test(self) -> list[dict]:
+        """Check each permission the audit uses. One dict per fact:
+        ``{"fact", "permission", "allowed", "loss"}`` (``loss``: what the audit loses without it)."""
+        out = []
+        for fact, verb, group, resource, sub, ns, loss in SELF_TEST_CHECKS:
+            allowed = self.can_i(verb, resource, group=group, namespace=ns, subresource=sub)
+            perm = f"{verb} {resource}{'/' + sub if sub else ''}"
+            if group:
+                perm += f" ({group})"
+            perm += f" in {ns}" if ns else " (all namespaces)"
+            out.append(
+                {"fact": fact, "permission": perm, "allowed": allowed, "loss": "" if allowed else loss}
+            )
+        return out
+
+
+# --- error mapping -------------------------------------------------------------------------------------------
+
+
+def _where(resource: str | None, namespace: str | None) -> str:
+    if not resource:
+        return ""
+    return f" {resource} in namespace {namespace}" if namespace else f" {resource}"
+
+
+def _status_error(
+    status: int, body: bytes | str | None, server: str, resource: str | None, namespace: str | None
+) -> KubeError:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
+    reason, message = "", ""
+    try:
+        st = json.loads(text)
+        if isinstance(st, dict):
+            reason, message = st.get("reason") or "", st.get("message") or ""
+    except ValueError:
+        message = text.strip()[:300]
+    what = _where(resource, namespace)
+    if status == 401:
+        return KubeError(
+            f"The API server at {server} rejected the credentials (401 Unauthorized): the token or "
+            "client certificate is unknown or expired.",
+            transient=False,
+            status=401,
+            reason="Unauthorized",
+            resource=resource,
+            namespace=namespace,
+        )
+    if status == 403:
+        return KubeError(
+            f"Access denied reading{what}: {message or 'forbidden'}",
+            transient=False,
+            status=403,
+            reason="Forbidden",
+            resource=resource,
+            namespace=namespace,
+        )
+    if status == 404:
+        return KubeError(
+            f"Not found:{what or ' the requested path'}{': ' + message if message else ''}",
+            transient=False,
+            status=404,
+            reason="NotFound",
+            resource=resource,
+            namespace=namespace,
+        )
+    if status == 410:
+        return KubeError(
+            f"The list of{what} expired on the server while paging (410); restart the list.",
+            transient=True,
+            status=410,
+            reason="Expired",
+            resource=resource,
+            namespace=namespace,
+        )
+    if status == 429:
+        return KubeError(
+            f"The API server is throttling requests (429) for{what}.",
+            transient=True,
+            status=429,
+            reason="TooManyRequests",
+            resource=resource,
+            namespace=namespace,
+        )
+    if status in (400, 422):
+        return KubeError(
+            f"The API server refused the request for{what}: {message}",
+            transient=False,
+            status=status,
+            reason=reason or "BadRequest",
+            resource=resource,
+            namespace=namespace,
+        )
+    if status >= 500:
+        return KubeError(
+            f"The API server failed ({status}) reading{what}: {message or 'server error'}",
+            transient=True,
+            status=status,
+            reason=reason or "ServerError",
+            resource=resource,
+            namespace=namespace,
+        )
+    return KubeError(
+        f"Unexpected HTTP {status} reading{what}: {message}",
+        transient=False,
+        status=status,
+        reason=reason or "Unknown",
+        resource=resource,
+        namespace=namespace,
+    )
+
+
+def _map_exception(
+    exc: BaseException, server: str, resource: str | None, namespace: str | None
+) -> BaseException:
+    """Translate client/urllib3 exceptions into ``KubeError``; leave programming errors alone."""
+    if isinstance(exc, KubeError):
+        return exc
+    if isinstance(exc, ApiException):
+        if exc.status in (0, None):
+            return KubeError(
+                f"Could not reach the API server at {server}: {exc.reason}",
+                transient=True,
+                reason="Unreachable",
+                resource=resource,
+                namespace=namespace,
+            )
+        return _status_error(int(exc.status), exc.body, server, resource, namespace)
+    inner: BaseException = exc
+    if isinstance(exc, MaxRetryError) and exc.reason is not None:
+        inner = exc.reason
+    if isinstance(inner, SSLError | ssl.SSLError):
+        detail = str(inner)
+        if "CERTIFICATE_VERIFY_FAILED" in detail or "certificate verify failed" in detail:
+            msg = (
+                f"The API server's certificate at {server} is not trusted by the kubeconfig's CA (or does not "
+                "match the server name)."
+            )
+        else:
+            msg = f"The TLS connection to {server} failed: {_short(detail)}"
+        return KubeError(msg, transient=False, reason="TLS", resource=resource, namespace=namespace)
+    if isinstance(inner, NewConnectionError):  # a ConnectTimeoutError subclass in urllib3 2: check first
+        return KubeError(
+            f"Could not reach the API server at {server}: {_short(str(inner))}",
+            transient=True,
+            reason="Unreachable",
+            resource=resource,
+            namespace=namespace,
+        )
+    if isinstance(inner, ReadTimeoutError | ConnectTimeoutError | TimeoutError):
+        return KubeError(
+            f"The API server at {server} did not answer in time reading{_where(resource, namespace)}.",
+            transient=True,
+            reason="Timeout",
+            resource=resource,
+            namespace=namespace,
+        )
+    if isinstance(inner, ProtocolError | ConnectionError | HTTPError | OSError):
+        return KubeError(
+            f"Could not reach the API server at {server} reading{_where(resource, namespace)}: "
+            f"{_short(str(inner))}",
+            transient=True,
+            reason="Unreachable",
+            resource=resource,
+            namespace=namespace,
+        )
+    return exc
+
+
+def _short(text: str, n: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
