@@ -208,7 +208,7 @@ def openstack_prod() -> ClusterSpec:
         instance_type="m1.xlarge",
         zone="nova",
         region="RegionOne",
-        extra_labels={"node.openstack.org/pool": "general"},
+        extra_labels={"magnum.openstack.org/nodegroup": "general"},
     )
     arm = NodeInfo(
         kubelet_version="v1.30.6",
@@ -218,7 +218,7 @@ def openstack_prod() -> ClusterSpec:
         instance_type="a1.large",
         zone="nova",
         region="RegionOne",
-        extra_labels={"node.openstack.org/pool": "arm"},
+        extra_labels={"magnum.openstack.org/nodegroup": "arm"},
     )
     infra = NodeInfo(
         kubelet_version="v1.29.10",
@@ -226,7 +226,7 @@ def openstack_prod() -> ClusterSpec:
         instance_type="m1.large",
         zone="nova-infra",
         region="RegionOne",
-        extra_labels={"node.openstack.org/pool": "infra"},
+        extra_labels={"magnum.openstack.org/nodegroup": "infra"},
     )
     pools = [
         _pool(name, "general", 3, amd, "10.10.1", node_resolv_conf=node_conf),

@@ -1,8 +1,8 @@
 """Contract: the same assertions against the test API server and, when configured, a real cluster.
 
 Set ``DNSAUDIT_CONTRACT_KUBECONFIG`` to a kubeconfig with data fields (certificate/key data or a token) to
-run them against a real cluster too; without it that case is skipped (no real cluster exists on the CI
-machines, so this is never required).
+run them against a real cluster too; without it only the test API server case is collected (no real
+cluster exists on the CI machines, so that case is never required and never shows as a skip).
 """
 
 from __future__ import annotations
@@ -43,13 +43,13 @@ def context_from_file(path: str) -> KubeContext:
     )
 
 
-@pytest.fixture(params=["fake", "real"])
+REAL_KUBECONFIG = os.environ.get("DNSAUDIT_CONTRACT_KUBECONFIG", "")
+
+
+@pytest.fixture(params=["fake", "real"] if REAL_KUBECONFIG else ["fake"])
 def contract_context(request, fakekube):
     if request.param == "real":
-        path = os.environ.get("DNSAUDIT_CONTRACT_KUBECONFIG")
-        if not path:
-            pytest.skip("DNSAUDIT_CONTRACT_KUBECONFIG not set (optional run against a real cluster)")
-        return context_from_file(path)
+        return context_from_file(REAL_KUBECONFIG)
     managed_clean().install(fakekube.default)
     return context_for(fakekube, "dnsaudit")
 
