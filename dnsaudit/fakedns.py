@@ -184,8 +184,10 @@ class Script:
     def answer(self, qname: str, qtype: str, transport: str = "udp") -> Answer:
         """What a client of this server sees for one question, as a ``model.Answer`` (the oracle view).
 
-        ``Answer.addresses`` are the final A/AAAA values after the CNAME chain. A UDP question whose
-        reply would carry the TC bit is reported ``truncated=True`` with the addresses that still fit.
+        ``Answer.addresses`` are the final A/AAAA values after the CNAME chain. A chain whose end has no
+        address of the asked type gives ``Answer.cname`` (the end of the chain): the reply's answer
+        section is not empty, which glibc treats differently from NODATA. A UDP question whose reply
+        would carry the TC bit is reported ``truncated=True`` with the addresses that still fit.
         """
         action, records, first = self.resolve(qname, qtype)
         delay = first.delay
@@ -193,15 +195,14 @@ class Script:
             return Answer(None, delay=delay)
         if action in _RCODES:
             return Answer(action, delay=delay)  # type: ignore[arg-type]
-        addrs = tuple(v for _, t, v in records if t == qtype)
         if action == "NODATA":
-            addrs = ()
+            records = []  # the first rule itself says NODATA: nothing is sent in the answer section
         if transport == "udp":
             wire_full = _wire_size(qname, records)
             if first.truncate or wire_full > UDP_LIMIT:
-                kept = () if first.truncate else _fit(qname, records, UDP_LIMIT, qtype)
-                return Answer("NOERROR", addresses=kept, truncated=True, delay=delay)
-        return Answer("NOERROR", addresses=addrs, delay=delay)
+                kept = [] if first.truncate else records[: _fit_count(_size_for(qname), records, UDP_LIMIT)]
+                return _oracle_answer(kept, qtype, truncated=True, delay=delay)
+        return _oracle_answer(records, qtype, truncated=False, delay=delay)
 
     def to_json(self) -> dict:
         def beh(b: Behaviour) -> dict:
@@ -300,9 +301,23 @@ def _fit_count(size_of: Any, records: Sequence[tuple[str, str, str]], limit: int
     return lo
 
 
-def _fit(qname: str, records: Sequence[tuple[str, str, str]], limit: int, qtype: str) -> tuple[str, ...]:
-    n = _fit_count(lambda recs: _wire_size(qname, recs), records, limit)
-    return tuple(v for _, t, v in records[:n] if t == qtype)
+def _size_for(qname: str) -> Any:
+    """``records -> wire size`` of a reply to ``qname`` carrying them (for :func:`_fit_count`)."""
+    return lambda recs: _wire_size(qname, recs)
+
+
+def _oracle_answer(
+    records: Sequence[tuple[str, str, str]], qtype: str, *, truncated: bool, delay: float
+) -> Answer:
+    """The ``NOERROR`` ``model.Answer`` a client parses from an answer section holding ``records``.
+
+    Addresses are the values of ``qtype``; with none, a CNAME in the section gives ``cname`` (the
+    target of the last CNAME, where the chain ends).
+    """
+    addrs = tuple(v for _, t, v in records if t == qtype)
+    targets = [_norm(v) for _, t, v in records if t == "CNAME"]
+    cname = targets[-1] if targets and not addrs else None
+    return Answer("NOERROR", addresses=addrs, truncated=truncated, delay=delay, cname=cname)
 
 
 def _lenient_qname(data: bytes) -> str:

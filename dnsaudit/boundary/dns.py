@@ -121,7 +121,30 @@ def query(
     truncated = bool(reply.flags & dns.flags.TC) and not tcp
     if rcode != "NOERROR":
         addresses = []
-    return Answer(rcode, addresses=tuple(addresses), truncated=truncated, delay=elapsed)  # type: ignore[arg-type]
+    # A CNAME chain without an address is not NODATA to glibc (the answer count is not zero).
+    cname = _chain_end(reply, name) if rcode == "NOERROR" and not addresses else None
+    return Answer(rcode, addresses=tuple(addresses), truncated=truncated, delay=elapsed, cname=cname)  # type: ignore[arg-type]
+
+
+def _chain_end(reply: dns.message.Message, qname: dns.name.Name) -> str | None:
+    """Where the CNAME chain in ``reply``'s answer section ends (no final dot), or None without one.
+
+    Follows the chain from ``qname`` (loops and over-long chains stop at the last name reached); a
+    CNAME that does not hang off the chain still makes the answer section non-empty, so the last
+    CNAME target in the section is reported then.
+    """
+    targets = {
+        rrset.name: rrset[0].target for rrset in reply.answer if rrset.rdtype == dns.rdatatype.CNAME and rrset
+    }
+    if not targets:
+        return None
+    name, seen = qname, {qname}
+    while name in targets and targets[name] not in seen:
+        name = targets[name]
+        seen.add(name)
+    if name == qname:
+        name = list(targets.values())[-1]
+    return name.to_text(omit_final_dot=True)
 
 
 def live_oracle(timeout: float = 2.0, port_overrides: Mapping[str, int] | None = None) -> Oracle:

@@ -23,20 +23,27 @@ class Answer:
     ``rcode=None`` means no reply (dropped or timed out). ``NOERROR`` with empty ``addresses`` is NODATA.
     ``truncated`` is the TC bit on a UDP reply (the full answer is available over TCP).
     ``delay`` is seconds before the reply arrives (used for parallel-nameserver races).
+    ``cname`` is set on a ``NOERROR`` reply without addresses whose answer section still holds a CNAME
+    chain: the name the chain ends at (which has no address of the asked type). That is not NODATA for
+    glibc: the answer count is not zero, so its search stops there. It stays None when the reply has
+    addresses (a chain that ends in records is just records) and on error replies.
     """
 
     rcode: Rcode | None
     addresses: tuple[str, ...] = ()
     truncated: bool = False
     delay: float = 0.0
+    cname: str | None = None
 
     @property
     def label(self) -> str:
-        """Short human label: ``NXDOMAIN``, ``NODATA``, ``A 10.0.0.1``, ``no reply``..."""
+        """Short human label: ``NXDOMAIN``, ``NODATA``, ``records 10.0.0.1``, ``CNAME x (no address)``..."""
         if self.rcode is None:
             return "no reply"
         if self.rcode == "NOERROR":
             if not self.addresses:
+                if self.cname:
+                    return f"CNAME {self.cname} (no address)"
                 return "NODATA"
             return "records " + ", ".join(self.addresses)
         return self.rcode

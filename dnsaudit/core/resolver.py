@@ -30,7 +30,8 @@ musl (``src/network/lookup_name.c``, ``res_msend.c``, ``res_mkquery.c``; groups 
   reply is retried over TCP with the same server; before, the truncated reply is used as it is.
 * Pairing: before 1.2.1 any record in either reply is success, else only the A reply's rcode counts.
   From 1.2.1 each reply is checked in turn (A first): missing → ``EAI_AGAIN``, NXDOMAIN → next
-  candidate. NODATA is ``EAI_NODATA`` from 1.2.4, ``EAI_NONAME`` before.
+  candidate. NODATA is ``EAI_NODATA`` from 1.2.4, ``EAI_NONAME`` before. Only A/AAAA records count, so
+  a CNAME chain without an address (``Answer.cname``) is NODATA to musl.
 * ``search .`` gives the candidate ``name..``: up to 1.2.3 musl sends a malformed packet (recorded with
   the answer :data:`MALFORMED_QUERY`), which servers reject or drop, so the lookup times out with
   ``EAI_AGAIN``; from 1.2.4 the candidate is skipped.
@@ -43,6 +44,9 @@ glibc (``resolv/res_query.c``, ``res_send.c``, ``nss_dns/dns-host.c``, ``sysdeps
   already asked the root-qualified name).
 * The search goes on after NXDOMAIN, NODATA and SERVFAIL; it stops after REFUSED, NOTIMP, FORMERR or a
   timeout, and then the name as-is is still tried.
+* A NOERROR reply with records but no address (a CNAME chain that ends without one, ``Answer.cname``)
+  is not NODATA: ``res_query`` returns it (ancount > 0 in either reply), so the search ends there,
+  nothing else is tried, and ``nss_dns`` finding no address makes it ``EAI_NONAME``.
 * Transport: servers one after another, ``attempts`` rounds; per server ``timeout << i`` seconds
   (divided by the server count for i > 0). A and AAAA go out together; SERVFAIL/REFUSED/NOTIMP on both
   means the next server; on one of them, the other reply is used alone (2.41+ ``strict-error`` turns
@@ -349,6 +353,11 @@ def _musl_classify(group: str, accepted: dict[str, Answer], timeout: int) -> _Mu
         if a is None:
             return _MuslStep("EAI_AGAIN", why=no_answer)
         if a.rcode == "NOERROR":
+            if a.cname:
+                return _MuslStep(
+                    "EAI_NONAME",
+                    why=f"the A reply was a CNAME to {a.cname} without an address (musl counts only A/AAAA records)",
+                )
             return _MuslStep("EAI_NONAME", why="the A reply was NODATA (NOERROR without records)")
         if a.rcode == "NXDOMAIN":
             return _MuslStep("next")
@@ -364,6 +373,13 @@ def _musl_classify(group: str, accepted: dict[str, Answer], timeout: int) -> _Mu
     if addresses:
         return _MuslStep("ok", addresses=addresses)
     code = "EAI_NODATA" if group == ">=1.2.4" else "EAI_NONAME"
+    chain = next((accepted[t].cname for t in ("A", "AAAA") if accepted[t].cname), None)
+    if chain:
+        return _MuslStep(
+            code,
+            why=f"the server answered with a CNAME to {chain} but no address (musl counts only A/AAAA "
+            "records, so this is NODATA to it)",
+        )
     return _MuslStep(code, why="the server answered NODATA (no address, not NXDOMAIN)")
 
 
@@ -506,6 +522,8 @@ def simulate_musl(name: str, resolv_conf: str, oracle: Oracle, version: str = "1
             text += "."
         if final.why.startswith("the server answered NODATA"):
             text += " glibc treats NODATA as 'try the next candidate'."
+        elif "CNAME" in final.why:
+            text += " glibc stops there too: a reply with records ends its search even without an address."
         elif final.code == "EAI_AGAIN" and skipped_absolute and "malformed" not in final.why:
             text += " glibc moves on after SERVFAIL and, after REFUSED/NOTIMP/FORMERR or a timeout, still tries the name as-is."
         res.explanation = text
@@ -547,7 +565,12 @@ def _glibc_hnok(name: str) -> bool:
 
 @dataclass
 class _GlibcQuery:
-    """The result of ``__res_context_query`` for one name."""
+    """The result of ``__res_context_query`` for one name, and of parsing it.
+
+    ``ok`` means ``res_query`` returned the answer (a NOERROR reply with records), which ends the
+    search. ``addresses`` may still be empty: a CNAME-only answer (``Answer.cname``) parses to no
+    address, and ``nss_dns`` reports ``HOST_NOT_FOUND``.
+    """
 
     ok: bool
     h_errno: str | None = None
@@ -737,9 +760,17 @@ class _Glibc:
         hp2 = r2 if r2 is not None else hp
         assert hp is not None and hp2 is not None
         replies = [hp] if hp is hp2 else [hp, hp2]
-        if any(a.rcode == "NOERROR" and a.addresses for _, a in replies):
-            self.h_errno = None
-            return _GlibcQuery(True, None, _addresses(replies))
+        # res_query hands the answer back when either reply is NOERROR with a non-zero answer count:
+        # addresses, or a CNAME chain that ends without one. Only then does the search stop there.
+        if any(a.rcode == "NOERROR" and (a.addresses or a.cname) for _, a in replies):
+            addresses = _addresses(replies)
+            if addresses:
+                self.h_errno = None
+                return _GlibcQuery(True, None, addresses)
+            # nss_dns finds no A/AAAA record in the answer section: NOTFOUND with HOST_NOT_FOUND.
+            self.h_errno = HOST_NOT_FOUND
+            chain = next(a.cname for _, a in replies if a.rcode == "NOERROR" and a.cname)
+            return _GlibcQuery(True, HOST_NOT_FOUND, summary=f"CNAME {chain} (no address)")
         rcode = hp2[1].rcode if hp[1].rcode == "NOERROR" else hp[1].rcode
         h = {"NXDOMAIN": HOST_NOT_FOUND, "SERVFAIL": TRY_AGAIN, "NOERROR": NO_DATA}.get(
             rcode or "", NO_RECOVERY
@@ -790,7 +821,7 @@ def simulate_glibc(
         shown = full[:-1] if full.endswith(".") and full[:-1] == name.rstrip(".") else full
         res.candidates.append(shown)
         result = g.query(full)
-        outcomes.append(f"{shown}: {'ok' if result.ok else result.summary}")
+        outcomes.append(f"{shown}: {'ok' if result.ok and result.addresses else result.summary}")
         return result
 
     def finish() -> Resolution:
@@ -840,6 +871,18 @@ def simulate_glibc(
             result = ask(name)
             if result.ok:
                 success = (res.candidates[-1], result)
+
+    if success is not None and not success[1].addresses:
+        via, result = success
+        res.error = _H_ERRNO_TO_EAI.get(result.h_errno or HOST_NOT_FOUND, "EAI_NONAME")
+        res.stopped_at = via
+        text = f"glibc failed ({res.error}) after trying {', '.join(outcomes)}."
+        text += (
+            f" {via} answered {result.summary}: a reply with records ends glibc's search (no later "
+            "candidate is tried) even when none of the records is an address."
+        )
+        res.explanation = text
+        return finish()
 
     if success is not None:
         via, result = success

@@ -556,3 +556,94 @@ def test_glibc_single_request_moves_on_at_once_after_servfail():
     assert res.ok and res.elapsed == pytest.approx(0.0)
     assert [(q.name, q.type) for q in res.queries][:1] == [("foo.bad.example", "A")]
     assert ("foo.bad.example", "AAAA") not in [(q.name, q.type) for q in res.queries]
+
+
+# --- a CNAME chain that ends without an address ("records but no address") --------------------------
+# Sources: musl name_from_dns counts only A/AAAA records from dns_parse (a CNAME only sets the canonical
+# name), so to musl this is NODATA in every version. glibc's __res_context_query hands an answer back
+# when a reply is NOERROR with ancount > 0, which ends res_search; nss_dns then parses no address and
+# reports HOST_NOT_FOUND. Lab-checked: tests/lab scenarios X10, X10b, X10c, X10d.
+
+CNAME_CONF = "search corp.example openstacklocal\nnameserver 127.0.0.1\noptions ndots:5\n"
+API = {"api": {"A": Answer("NOERROR", ("192.0.2.12",))}}
+TO_BAD_ZONE = Answer("NOERROR", cname="api.openstacklocal")
+
+
+def _names(res) -> list[str]:
+    return list(dict.fromkeys(q.name for q in res.queries))
+
+
+def test_cname_without_address_is_labelled_as_such_not_nodata():
+    assert TO_BAD_ZONE.label == "CNAME api.openstacklocal (no address)"
+    assert Answer("NOERROR").label == "NODATA"
+    # A chain that ends in records is just records.
+    assert Answer("NOERROR", ("192.0.2.1",), cname="x.example").label == "records 192.0.2.1"
+
+
+@pytest.mark.parametrize(
+    ("version", "code"), [("1.1.24", "EAI_NONAME"), ("1.2.3", "EAI_NONAME"), ("1.2.5", "EAI_NODATA")]
+)
+def test_musl_stops_at_a_cname_without_address_like_nodata(version: str, code: str):
+    oracle = table_oracle({**API, "api.corp.example": both(TO_BAD_ZONE)})
+    res = simulate_musl("api", CNAME_CONF, oracle, version=version)
+    assert (res.ok, res.error) == (False, code)
+    assert res.stopped_at == "api.corp.example" and _names(res) == ["api.corp.example"]
+    assert "CNAME to api.openstacklocal" in res.explanation
+
+
+def test_glibc_stops_at_a_cname_without_address_and_never_tries_the_name_as_is():
+    oracle = table_oracle({**API, "api.corp.example": both(TO_BAD_ZONE)})
+    res = simulate_glibc("api", CNAME_CONF, oracle)
+    assert (res.ok, res.error) == (False, "EAI_NONAME")
+    assert res.candidates == ["api.corp.example"] and res.stopped_at == "api.corp.example"
+    assert [q.answer for q in res.queries] == ["CNAME api.openstacklocal (no address)"] * 2
+    # The same server saying plain NODATA lets glibc search on and find the name as-is.
+    nodata = simulate_glibc("api", CNAME_CONF, table_oracle({**API, "api.corp.example": both(NODATA)}))
+    assert nodata.ok and nodata.addresses == ["192.0.2.12"]
+
+
+def test_glibc_one_cname_only_reply_ends_the_search_while_musl_moves_on_at_the_other_nxdomain():
+    conf = "search corp.example\nnameserver 127.0.0.1\noptions ndots:5\n"
+    oracle = table_oracle({**API, "api.corp.example": {"A": TO_BAD_ZONE, "AAAA": Answer("NXDOMAIN")}})
+    glibc = simulate_glibc("api", conf, oracle)
+    assert (glibc.ok, glibc.error, glibc.candidates) == (False, "EAI_NONAME", ["api.corp.example"])
+    musl = simulate_musl("api", conf, oracle, version="1.2.5")
+    assert musl.ok and musl.addresses == ["192.0.2.12"] and musl.candidates == ["api.corp.example", "api"]
+    # Before 1.2.1 only the A reply's rcode counts: NOERROR (no address) stops the search.
+    old = simulate_musl("api", conf, oracle, version="1.1.24")
+    assert (old.ok, old.error, old.stopped_at) == (False, "EAI_NONAME", "api.corp.example")
+
+
+def test_glibc_cname_only_a_with_nodata_aaaa_is_eai_noname_not_eai_nodata():
+    oracle = table_oracle({**API, "api.corp.example": {"A": TO_BAD_ZONE, "AAAA": NODATA}})
+    res = simulate_glibc("api", CNAME_CONF, oracle)
+    assert (res.ok, res.error, res.candidates) == (False, "EAI_NONAME", ["api.corp.example"])
+
+
+def test_cname_chain_ending_in_aaaa_only_still_resolves_everywhere():
+    oracle = table_oracle(
+        {
+            "api.corp.example": {
+                "A": Answer("NOERROR", cname="v6.corp.example"),
+                "AAAA": Answer("NOERROR", ("2001:db8::12",)),
+            }
+        }
+    )
+    for res in (
+        simulate_glibc("api", CNAME_CONF, oracle),
+        simulate_musl("api", CNAME_CONF, oracle, version="1.1.24"),
+        simulate_musl("api", CNAME_CONF, oracle, version="1.2.5"),
+    ):
+        assert res.ok and res.addresses == ["2001:db8::12"], res.libc
+
+
+def test_glibc_dotted_name_with_cname_without_address_as_is_never_searches():
+    conf = "search corp.example\nnameserver 127.0.0.1\noptions ndots:1\n"
+    oracle = table_oracle(
+        {
+            "api.example": both(Answer("NOERROR", cname="gone.example")),
+            "api.example.corp.example": both(Answer("NOERROR", ("192.0.2.13",))),
+        }
+    )
+    res = simulate_glibc("api.example", conf, oracle)
+    assert (res.ok, res.error, res.candidates) == (False, "EAI_NONAME", ["api.example"])

@@ -352,10 +352,47 @@ SCENARIOS: list[Scenario] = [
         documented=musl("EAI_NODATA", glibc="EAI_NONAME", code_123="EAI_NONAME"),
         note="lab finding: a CNAME-only NOERROR answer also ends glibc's search (ancount > 0), "
         "and glibc does not try the name as-is afterwards",
-        sim_gaps={
-            "glibc": "model.Answer cannot express 'CNAME but no address' (ancount > 0), which ends "
-            "glibc's search; the oracle can only say NODATA, which glibc would search past"
-        },
+    ),
+    Scenario(
+        "X10b-cname-only-a-nxdomain-aaaa-in-search",
+        conf("corp.example"),
+        "api",
+        one(
+            Rule("api.corp.example", Behaviour("answer", cname="api.openstacklocal"), "A"),
+            act("api.corp.example", "NXDOMAIN", "AAAA"),
+            act("*.openstacklocal", "NODATA"),
+            rec("api", a=("192.0.2.12",)),
+        ),
+        documented=musl("OK", glibc="EAI_NONAME"),
+        note="the one reply with records (the A reply's CNAME) ends glibc's search; musl >=1.2.1 moves on "
+        "at the AAAA reply's NXDOMAIN and finds the name as-is",
+    ),
+    Scenario(
+        "X10c-cname-only-a-nodata-aaaa-in-search",
+        conf("corp.example openstacklocal"),
+        "api",
+        one(
+            Rule("api.corp.example", Behaviour("answer", cname="api.openstacklocal"), "A"),
+            act("api.corp.example", "NODATA", "AAAA"),
+            act("*.openstacklocal", "NODATA"),
+            rec("api", a=("192.0.2.12",)),
+        ),
+        documented=musl("EAI_NODATA", glibc="EAI_NONAME", code_123="EAI_NONAME"),
+        note="one CNAME-only reply is enough to end glibc's search; the other reply's NODATA does not make "
+        "it EAI_NODATA",
+    ),
+    Scenario(
+        "X10d-cname-to-aaaa-only-name",
+        conf("corp.example openstacklocal"),
+        "api",
+        one(
+            Rule("api.corp.example", Behaviour("answer", cname="v6.corp.example")),
+            rec("v6.corp.example", aaaa=("2001:db8::12",)),
+            rec("api", a=("192.0.2.12",)),
+        ),
+        documented=ALL_OK,
+        note="a CNAME chain ending in an AAAA record only: the A reply is CNAME-only, the AAAA reply has the "
+        "address, and every libc returns it",
     ),
     Scenario(
         "X11-a-nxdomain-aaaa-nodata-in-search",

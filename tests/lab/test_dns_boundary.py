@@ -89,3 +89,25 @@ def test_probe_domain_asks_a_and_aaaa_for_the_random_label() -> None:
         ("zz-audit-1234.com.openstacklocal", "A"),
         ("zz-audit-1234.com.openstacklocal", "AAAA"),
     ]
+
+
+def test_a_cname_without_address_is_reported_with_the_end_of_its_chain() -> None:
+    rules = [
+        Rule("api.corp.example", Behaviour("answer", cname="hop.corp.example")),
+        Rule("hop.corp.example", Behaviour("answer", cname="api.openstacklocal")),
+        Rule("*.openstacklocal", Behaviour("NODATA")),
+        Rule("v6.example", Behaviour("answer", cname="final.example")),
+        Rule("final.example", Behaviour("answer", aaaa=("2001:db8::4",))),
+    ]
+    with ScriptedDNS(rules) as srv:
+        p = srv.port
+        live = query("127.0.0.1", "api.corp.example", "A", port=p)
+        a_of_v6 = query("127.0.0.1", "v6.example", "A", port=p)
+        aaaa_of_v6 = query("127.0.0.1", "v6.example", "AAAA", port=p)
+        plain = query("127.0.0.1", "x.openstacklocal", "A", port=p)
+    # Read from the wire by dnspython; it must agree with the server's own oracle view.
+    assert (live.rcode, live.addresses, live.cname) == ("NOERROR", (), "api.openstacklocal")
+    assert live.label == srv.answer("api.corp.example", "A").label == "CNAME api.openstacklocal (no address)"
+    assert a_of_v6.cname == "final.example" and not a_of_v6.addresses
+    assert aaaa_of_v6.addresses == ("2001:db8::4",) and aaaa_of_v6.cname is None
+    assert plain.cname is None and plain.label == "NODATA"

@@ -279,3 +279,32 @@ def test_cli_rejects_a_bad_script_with_status_2(tmp_path: Path) -> None:
         timeout=30,
     )
     assert out.returncode == 2 and "PERHAPS" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_cname_chain_without_address_is_sent_and_reported_as_its_end() -> None:
+    script = Script(
+        [
+            Rule("api.corp.example", Behaviour("answer", cname="hop.corp.example")),
+            Rule("hop.corp.example", Behaviour("answer", cname="api.openstacklocal")),
+            Rule("*.openstacklocal", Behaviour("NODATA")),
+            Rule("tc.example", Behaviour("answer", cname="api.openstacklocal", truncate=True)),
+            Rule("v4.example", Behaviour("answer", cname="final.example")),
+            Rule("final.example", Behaviour("answer", a=("192.0.2.4",))),
+        ]
+    )
+    with ScriptedDNS(script) as srv:
+        msg = ask(srv.port, "api.corp.example.", "AAAA")
+        tc = ask(srv.port, "tc.example.")
+    # On the wire: NOERROR with the two CNAMEs (a non-zero answer count) and no address.
+    assert msg.rcode() == dns.rcode.NOERROR and not addrs(msg, "AAAA")
+    assert [rr.rdtype for rr in msg.answer] == [dns.rdatatype.CNAME, dns.rdatatype.CNAME]
+    chain = script.answer("api.corp.example", "AAAA")
+    assert (chain.rcode, chain.addresses, chain.cname) == ("NOERROR", (), "api.openstacklocal")
+    assert chain.label == "CNAME api.openstacklocal (no address)"
+    # A chain that ends in records is records; a NODATA rule of its own is NODATA.
+    assert script.answer("v4.example", "A").cname is None
+    assert script.answer("x.openstacklocal", "A").label == "NODATA"
+    # Truncated over UDP with the answer section emptied: nothing to see; TCP has the chain.
+    assert tc.flags & dns.flags.TC and not tc.answer
+    assert script.answer("tc.example", "A", "udp").cname is None
+    assert script.answer("tc.example", "A", "tcp").cname == "api.openstacklocal"
