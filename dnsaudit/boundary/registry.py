@@ -8,6 +8,11 @@ longer change. Everything it returns is our own :class:`LibcVerdict`; every fail
 
 Plain HTTP is used, like Docker, for ``127.0.0.0/8``, ``::1``, ``localhost`` and the registries listed
 in ``DNSAUDIT_INSECURE_REGISTRIES`` (comma-separated ``host[:port]``); everything else is HTTPS.
+
+Registry mirrors (pull-through caches such as a Harbor proxy-cache project, or Docker's
+``registry-mirrors``) come from ``DNSAUDIT_REGISTRY_MIRRORS`` (``docker.io=harbor.corp:5000/dockerhub,
+gcr.io=https://mirror.corp/gcr``) or the ``mirrors`` argument. A registry's mirrors are tried first, in
+order, then the registry itself; the verdict's evidence names the source that answered.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ ACCEPT = ", ".join(MANIFEST_TYPES)
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
 INSECURE_ENV = "DNSAUDIT_INSECURE_REGISTRIES"
+MIRRORS_ENV = "DNSAUDIT_REGISTRY_MIRRORS"
 MAX_JSON = 4 * 1024 * 1024  # manifests and configs are small; refuse anything huge
 
 
@@ -223,6 +229,135 @@ def insecure_from_environment(env: Mapping[str, str] | None = None) -> frozenset
     return frozenset(h.strip().lower() for h in env.get(INSECURE_ENV, "").split(",") if h.strip())
 
 
+# --- mirrors ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """A pull-through mirror of one registry.
+
+    ``host`` is ``host[:port]`` (lowercase), ``scheme`` ``"http"``/``"https"`` when written out (else
+    chosen like for any registry: loopback and ``DNSAUDIT_INSECURE_REGISTRIES`` hosts use plain HTTP),
+    ``prefix`` a repository prefix (Harbor serves a proxy-cache project as ``/v2/<project>/<repo>``).
+    """
+
+    host: str
+    scheme: str | None = None
+    prefix: str = ""
+
+    @property
+    def label(self) -> str:
+        """How evidence and errors name it: ``host[:port][/prefix]``."""
+        return self.host + (f"/{self.prefix}" if self.prefix else "")
+
+
+_HOST = re.compile(
+    r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*|\[[0-9a-f:.]+\])"
+    r"(?::(\d{1,5}))?$"
+)
+_PREFIX_PART = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+
+
+def _check_host(host: str, what: str) -> str:
+    h = host.lower()
+    m = _HOST.match(h)
+    if not m or (m.group(1) is not None and not 0 < int(m.group(1)) < 65536):
+        raise ValueError(f"{what}: {host!r} is not a host[:port]")
+    return h
+
+
+def parse_mirror(value: str) -> Mirror:
+    """Parse ``host[:port][/prefix]`` or ``http(s)://host[:port][/prefix]``. Raises ``ValueError``."""
+    v = value.strip()
+    scheme = None
+    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", v)
+    if m:
+        scheme = m.group(1).lower()
+        if scheme not in ("http", "https"):
+            raise ValueError(f"mirror {value!r}: scheme must be http or https, not {m.group(1)!r}")
+        v = v[m.end() :]
+    host, _, path = v.partition("/")
+    host = _check_host(host, f"mirror {value!r}")
+    parts = [p for p in path.split("/")]
+    if parts and parts[-1] == "":
+        parts.pop()  # one trailing slash is harmless
+    for p in parts:
+        if not _PREFIX_PART.match(p):
+            raise ValueError(
+                f"mirror {value!r}: path component {p!r} is not a valid repository component "
+                "(lowercase letters, digits and . _ -; no query or fragment)"
+            )
+    return Mirror(host=host, scheme=scheme, prefix="/".join(parts))
+
+
+def parse_mirrors(text: str) -> dict[str, tuple[Mirror, ...]]:
+    """``{registry: (mirror, ...)}`` from ``registry=mirror,registry=mirror`` (the environment syntax).
+
+    Registries are written as in image references (``docker.io``, ``gcr.io``, ``host:5000``); Docker
+    Hub's aliases are folded into ``docker.io``. A registry given several times gets several mirrors,
+    tried in the order written. Surrounding blanks and a trailing comma are tolerated; anything else
+    that does not parse raises ``ValueError`` naming the entry.
+    """
+    out: dict[str, list[Mirror]] = {}
+    entries = [e.strip() for e in text.split(",")]
+    if entries and entries[-1] == "":
+        entries.pop()
+    for entry in entries:
+        if not entry:
+            raise ValueError(f"empty entry in {text!r} (expected registry=mirror,registry=mirror)")
+        key, eq, value = entry.partition("=")
+        key, value = key.strip(), value.strip()
+        if not eq or not key or not value:
+            raise ValueError(
+                f"entry {entry!r} is not registry=mirror (e.g. docker.io=harbor.corp:5000/dockerhub)"
+            )
+        registry = _mirror_key(key)
+        out.setdefault(registry, []).append(parse_mirror(value))
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _mirror_key(key: str) -> str:
+    if "://" in key or "/" in key.strip("/"):
+        raise ValueError(
+            f"registry {key!r}: write the registry as in image references (docker.io, host:5000)"
+        )
+    return normalise_registry(_check_host(key.strip("/"), f"registry {key!r}"))
+
+
+def mirrors_from_environment(env: Mapping[str, str] | None = None) -> dict[str, tuple[Mirror, ...]]:
+    """:func:`parse_mirrors` of ``DNSAUDIT_REGISTRY_MIRRORS``; a bad value raises ``ValueError`` naming it."""
+    env = os.environ if env is None else env
+    text = env.get(MIRRORS_ENV, "")
+    if not text.strip():
+        return {}
+    try:
+        return parse_mirrors(text)
+    except ValueError as e:
+        raise ValueError(f"{MIRRORS_ENV}: {e}") from None
+
+
+def _normalise_mirrors(
+    mirrors: Mapping[str, str | Mirror | Iterable[str | Mirror]],
+) -> dict[str, tuple[Mirror, ...]]:
+    out: dict[str, tuple[Mirror, ...]] = {}
+    for key, value in mirrors.items():
+        items = [value] if isinstance(value, str | Mirror) else list(value)
+        parsed = tuple(m if isinstance(m, Mirror) else parse_mirror(m) for m in items)
+        registry = _mirror_key(key)
+        out[registry] = out.get(registry, ()) + parsed
+    return out
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where one attempt reads an image: a mirror of the reference's registry, or the registry itself."""
+
+    host: str  # API host[:port]
+    scheme: str
+    repository: str  # as the source names it (mirror prefix + repository)
+    mirror: Mirror | None = None
+
+
 # --- streaming helpers -----------------------------------------------------------------------------
 
 
@@ -271,6 +406,11 @@ class RegistryClient:
     ``cache``: shared mapping ``manifest digest -> verdict dict`` (and ``index digest|platform``).
     ``insecure_registries``: extra ``host[:port]`` reached over plain HTTP (default: the environment).
     ``verify``: TLS verification (True, or a CA bundle path).
+    ``mirrors``: ``{registry: mirror or [mirrors]}`` with registries as in references (``docker.io``) and
+    mirrors as ``host[:port][/prefix]`` or ``http(s)://host[:port][/prefix]`` (default: the environment,
+    ``DNSAUDIT_REGISTRY_MIRRORS``). Mirrors are tried first; when all fail (404, refused, 5xx...) the
+    registry itself is asked, unless ``upstream_fallback`` is False. A mirror's credentials are those
+    of its own host in ``credentials``. Raises ``ValueError`` when the mirrors do not parse.
     """
 
     def __init__(
@@ -284,6 +424,8 @@ class RegistryClient:
         retries: int = 2,
         backoff: float = 0.3,
         loopback_insecure: bool = True,
+        mirrors: Mapping[str, str | Mirror | Iterable[str | Mirror]] | None = None,
+        upstream_fallback: bool = True,
     ) -> None:
         self.credentials = {normalise_registry(k): v for k, v in (credentials or {}).items()}
         self.cache = cache
@@ -297,6 +439,8 @@ class RegistryClient:
         self.retries = retries
         self.backoff = backoff
         self.loopback_insecure = loopback_insecure
+        self.mirrors = mirrors_from_environment() if mirrors is None else _normalise_mirrors(mirrors)
+        self.upstream_fallback = upstream_fallback
 
     # -- public --
     def inspect(self, ref: str, platform: str = "linux/amd64") -> LibcVerdict:
@@ -329,28 +473,37 @@ class RegistryClient:
             hit = self.cache.get(f"{r.digest}|{platform}") or self.cache.get(r.digest)
             if hit:
                 return _from_dict(hit), InspectStats(cache_hit=True)
-        call = _Call(self, r)
-        stats = call.stats
-        try:
-            manifest, media_type, digest = call.manifest(r.reference)
-            index_digest = None
-            if media_type in INDEX_TYPES or "manifests" in manifest:
-                index_digest = digest
-                if self.cache is not None and f"{digest}|{platform}" in self.cache:
-                    stats.cache_hit = True
-                    return _from_dict(self.cache[f"{digest}|{platform}"]), stats
-                entry = _pick_platform(manifest, want, str(r))
-                digest = entry["digest"]
-                if self.cache is not None and digest in self.cache:
-                    stats.cache_hit = True
-                    return _from_dict(self.cache[digest]), stats
-                manifest, media_type, digest = call.manifest(digest)
-            elif self.cache is not None and digest in self.cache:
-                stats.cache_hit = True
-                return _from_dict(self.cache[digest]), stats
-            verdict = call.classify(manifest, platform)
-        finally:
-            call.close()
+        stats = InspectStats()
+        sources = self.sources_for(r)
+        failed: list[str] = []  # "mirror X: why" for each mirror that could not serve the image
+        for i, source in enumerate(sources):
+            call = _Call(self, r, source)
+            try:
+                result = self._inspect_from(call, r, platform, want)
+            except RegistryError as e:
+                _merge(stats, call.stats)
+                if i + 1 < len(sources):
+                    failed.append(f"mirror {source.mirror.label if source.mirror else source.host}: {e}")
+                    continue
+                if failed:
+                    raise RegistryError(
+                        f"{e} (after {'; '.join(failed)})", transient=e.transient, status=e.status
+                    ) from None
+                raise
+            finally:
+                call.close()
+            _merge(stats, call.stats)
+            break
+        verdict, digest, index_digest, hit = result
+        if hit:
+            stats.cache_hit = True
+            return verdict, stats
+        if source.mirror is not None:
+            verdict.evidence.append(f"read from mirror {source.mirror.label} for {r.registry}")
+            if failed:
+                verdict.evidence.append("mirrors tried before it: " + "; ".join(failed))
+        elif failed:
+            verdict.evidence.append(f"read from {r.registry} itself: " + "; ".join(failed))
         verdict.digest = digest
         verdict.platform = platform
         if self.cache is not None:
@@ -359,6 +512,40 @@ class RegistryClient:
             if index_digest:
                 self.cache[f"{index_digest}|{platform}"] = d
         return verdict, stats
+
+    def sources_for(self, r: Reference) -> list[_Source]:
+        """Where to read ``r`` from, in order: its registry's mirrors, then (unless disabled) the registry."""
+        out = [
+            _Source(
+                host=m.host,
+                scheme=m.scheme or self.scheme_for(m.host),
+                repository=f"{m.prefix}/{r.repository}" if m.prefix else r.repository,
+                mirror=m,
+            )
+            for m in self.mirrors.get(normalise_registry(r.registry), ())
+        ]
+        if self.upstream_fallback or not out:
+            out.append(_Source(r.api_host, self.scheme_for(r.api_host), r.repository))
+        return out
+
+    def _inspect_from(
+        self, call: _Call, r: Reference, platform: str, want: tuple[str, str, str | None]
+    ) -> tuple[LibcVerdict, str, str | None, bool]:
+        """``(verdict, manifest digest, index digest, cache hit)`` read through ``call``'s source."""
+        manifest, media_type, digest = call.manifest(r.reference)
+        index_digest = None
+        if media_type in INDEX_TYPES or "manifests" in manifest:
+            index_digest = digest
+            if self.cache is not None and f"{digest}|{platform}" in self.cache:
+                return _from_dict(self.cache[f"{digest}|{platform}"]), digest, index_digest, True
+            entry = _pick_platform(manifest, want, str(r))
+            digest = entry["digest"]
+            if self.cache is not None and digest in self.cache:
+                return _from_dict(self.cache[digest]), digest, index_digest, True
+            manifest, media_type, digest = call.manifest(digest)
+        elif self.cache is not None and digest in self.cache:
+            return _from_dict(self.cache[digest]), digest, index_digest, True
+        return call.classify(manifest, platform), digest, index_digest, False
 
     # -- helpers used by _Call --
     def scheme_for(self, host: str) -> str:
@@ -385,16 +572,21 @@ class RegistryClient:
 class _Call:
     """State of one inspection: a session, tokens, counters. Never shared between threads."""
 
-    def __init__(self, client: RegistryClient, ref: Reference) -> None:
+    def __init__(self, client: RegistryClient, ref: Reference, source: _Source | None = None) -> None:
         self.c = client
         self.ref = ref
+        self.source = source or _Source(ref.api_host, client.scheme_for(ref.api_host), ref.repository)
         self.s = requests.Session()
         self.s.verify = client.verify
         self.s.headers["User-Agent"] = "dnsaudit"
-        self.base = f"{client.scheme_for(ref.api_host)}://{ref.api_host}/v2/{ref.repository}"
+        self.base = f"{self.source.scheme}://{self.source.host}/v2/{self.source.repository}"
         self.auth_header: str | None = None
         self.token_proven = False  # the current bearer token has worked once (so a 401 means expired)
-        self.creds = client.credentials.get(normalise_registry(ref.registry))
+        # A mirror is its own registry with its own accounts: use the credentials of its host.
+        cred_key = self.source.host if self.source.mirror else ref.registry
+        self.creds = client.credentials.get(normalise_registry(cred_key))
+        # How errors name where we read from: the registry, or "mirror host/prefix".
+        self.where = f"mirror {self.source.mirror.label}" if self.source.mirror else ref.registry
         self.stats = InspectStats()
 
     def close(self) -> None:
@@ -430,9 +622,8 @@ class _Call:
                 raise self._tls_error(e) from None
             except (requests.ConnectionError, requests.Timeout) as e:
                 if attempt >= self.c.retries:
-                    raise RegistryError(
-                        f"cannot reach registry {self.ref.registry}: {_short(e)}", transient=True
-                    ) from None
+                    what = self.where if self.source.mirror else f"registry {self.where}"
+                    raise RegistryError(f"cannot reach {what}: {_short(e)}", transient=True) from None
             attempt += 1
             time.sleep(self.c.backoff * (2 ** (attempt - 1)))
 
@@ -442,11 +633,11 @@ class _Call:
                                         "unknown protocol", "http request"))  # fmt: skip
         if plain:
             msg = (
-                f"TLS/HTTPS handshake with registry {self.ref.api_host} failed: it seems to speak plain HTTP. "
+                f"TLS/HTTPS handshake with registry {self.source.host} failed: it seems to speak plain HTTP. "
                 f"If that is intended, list it in {INSECURE_ENV} (comma-separated host[:port])"
             )
         else:
-            msg = f"TLS error talking to registry {self.ref.api_host}: {_short(e)} (see also {INSECURE_ENV})"
+            msg = f"TLS error talking to registry {self.source.host}: {_short(e)} (see also {INSECURE_ENV})"
         return RegistryError(msg, transient=False)
 
     def _raise_for(self, resp: requests.Response, what: str) -> None:
@@ -458,7 +649,7 @@ class _Call:
         except requests.RequestException:
             body = ""
         resp.close()
-        name = str(self.ref)
+        name = str(self.ref) + (f" on {self.where}" if self.source.mirror else "")
         if code == 401:
             if self.creds:
                 raise RegistryError(f"registry refused credentials for {name} (401)", status=401)
@@ -472,10 +663,10 @@ class _Call:
             raise RegistryError(f"image not found: {name}" + (f" ({what})" if what else ""), status=404)
         if code == 429 or code >= 500:
             raise RegistryError(
-                f"registry {self.ref.registry} answered {code} for {name}", transient=True, status=code
+                f"registry {self.source.host} answered {code} for {name}", transient=True, status=code
             )
         raise RegistryError(
-            f"registry {self.ref.registry} answered {code} for {name}: {body}".strip(), status=code
+            f"registry {self.source.host} answered {code} for {name}: {body}".strip(), status=code
         )
 
     def _authenticate(self, resp: requests.Response) -> bool:
@@ -495,7 +686,7 @@ class _Call:
         if self.auth_header and self.auth_header.startswith("Bearer") and not self.token_proven:
             return False  # a fresh token was refused: asking again will not help
         q = {"service": params.get("service", "")} if params.get("service") else {}
-        q["scope"] = params.get("scope") or f"repository:{self.ref.repository}:pull"
+        q["scope"] = params.get("scope") or f"repository:{self.source.repository}:pull"
         try:
             self.stats.requests += 1
             t = requests.get(
@@ -553,6 +744,15 @@ class _Call:
         if manifest.get("schemaVersion") == 1:
             raise RegistryError(f"{self.ref} is a schema 1 manifest (unsupported)")
         digest = resp.headers.get("Docker-Content-Digest") or _sha256(body)
+        if self.source.mirror is not None and _DIGEST.match(reference):
+            # A mirror is a cache we did not choose the contents of: what it returns for a digest must
+            # hash to that digest (containerd checks the same), or it is not the image that was asked for.
+            actual = _sha256(body) if reference.startswith("sha256:") else reference
+            if actual != reference:
+                raise RegistryError(
+                    f"{self.where} returned a manifest for {reference} whose content hashes to {actual}"
+                )
+            digest = reference
         return manifest, media_type, digest
 
     def blob_json(self, digest: str) -> dict:
@@ -657,6 +857,17 @@ def _pick_platform(index: dict, want: tuple[str, str, str | None], name: str) ->
             status=404,
         )
     return chosen
+
+
+def _merge(total: InspectStats, part: InspectStats) -> None:
+    """Add one attempt's costs to the inspection's."""
+    total.requests += part.requests
+    total.layer_bytes_read += part.layer_bytes_read
+    total.layers_read += part.layers_read
+    total.urls.extend(part.urls)
+    if part.layers_total:
+        total.layers_total = part.layers_total
+        total.layer_bytes_total = part.layer_bytes_total
 
 
 def _from_dict(d: dict) -> LibcVerdict:

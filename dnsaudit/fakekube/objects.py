@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 EPOCH = dt.datetime(2026, 1, 5, 9, 0, 0, tzinfo=dt.UTC)
@@ -49,9 +49,37 @@ def canonical_image(ref: str) -> str:
     return name
 
 
+#: Gives the real manifest digest of an image that some registry serves (canonical ref -> digest or None).
+_digest_provider: Callable[[str], str | None] | None = None
+
+
+def set_image_digest_provider(
+    provider: Callable[[str], str | None] | None,
+) -> Callable[[str], str | None] | None:
+    """Install ``provider`` (or None to remove it) and return the previous one.
+
+    ``provider`` maps a canonical reference (``docker.io/library/alpine:3.16``) to the digest of an image
+    that can really be pulled (the demo registry's stand-ins), or None when it has no such image. Objects
+    built afterwards carry those digests in ``imageID``, so a scan can read the image by digest. Without a
+    provider (the default, and what tests get) digests are the synthetic ones of :func:`image_digest`.
+    """
+    global _digest_provider
+    previous, _digest_provider = _digest_provider, provider
+    return previous
+
+
 def image_digest(ref: str) -> str:
-    """The deterministic ``sha256:<hex>`` manifest (index) digest the fleet uses for ``ref``."""
-    return "sha256:" + hashlib.sha256(("dnsaudit-fake-image:" + canonical_image(ref)).encode()).hexdigest()
+    """The deterministic ``sha256:<hex>`` manifest (index) digest the fleet uses for ``ref``.
+
+    The installed provider's digest when it has one for ``ref`` (see :func:`set_image_digest_provider`),
+    else a SHA-256 of the canonical reference (an image no registry has).
+    """
+    canonical = canonical_image(ref)
+    if _digest_provider is not None:
+        digest = _digest_provider(canonical)
+        if digest:
+            return digest
+    return "sha256:" + hashlib.sha256(("dnsaudit-fake-image:" + canonical).encode()).hexdigest()
 
 
 def image_id(ref: str) -> str:

@@ -2,7 +2,13 @@
 
 Starts, inside this process, the project's HTTPS Kubernetes test API server loaded with the demo
 clusters (``dnsaudit.fakekube.fleet.demo_fleet``) and a scripted upstream DNS server on loopback that
-answers like the demo's closed network (SERVFAIL under ``openstacklocal``). Registers each demo cluster
+answers like the demo's closed network (SERVFAIL under ``openstacklocal``), and a read-only registry of
+synthetic stand-ins for the demo's images (``dnsaudit.demoregistry``), set as the registry mirror of
+docker.io, gcr.io, registry.k8s.io, ghcr.io and cgr.dev for this process's scans (and the Celery worker it
+starts) through ``DNSAUDIT_REGISTRY_MIRRORS``: the pods' ``imageID`` name the stand-ins' digests, so the
+demo's verdicts are read from image contents (``confirmed``), and their evidence says they come from the
+demo stand-ins. The stand-ins answer by digest only, so real clusters' images are never answered by them
+(their mirrors, if the variable was already set, still follow). Registers each demo cluster
 through the same kubeconfig import users go through (marked ``is_demo``; re-registered on every start
 because the throwaway CA and ports change), with the settings an admin would enter: node resolv.conf
 per pool and the probe nameserver. Queues a first scan of each. With ``--serve`` it then runs the
@@ -12,6 +18,7 @@ as long as this process. ``--remove`` deletes the demo clusters and their scans.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +30,8 @@ from django.db import transaction
 
 from clusters import crypto, scanning
 from clusters.models import Cluster
+
+MIRRORS_ENV = "DNSAUDIT_REGISTRY_MIRRORS"  # read by dnsaudit.boundary.registry.RegistryClient
 
 DEMO_DNS_SCRIPT = {
     "default": {"action": "NXDOMAIN"},
@@ -52,15 +61,24 @@ class Command(BaseCommand):
             count, _ = Cluster.objects.filter(is_demo=True).delete()
             self.stdout.write(f"demo fleet removed ({count} rows deleted)")
             return
+        from dnsaudit.demoregistry import DemoRegistry, demo_image_digest
         from dnsaudit.fakedns import ScriptedDNS, script_from_json
+        from dnsaudit.fakekube import objects
         from dnsaudit.fakekube.fleet import demo_fleet, serve
 
+        # The stand-ins' digests must be in place before the fleet's pods are built (their imageID).
+        images = DemoRegistry(serve_tags=False).start()
+        previous_provider = objects.set_image_digest_provider(demo_image_digest)
+        previous_mirrors = os.environ.get(MIRRORS_ENV)
+        os.environ[MIRRORS_ENV] = _with_demo_mirrors(images.mirrors_env(), previous_mirrors)
         specs = demo_fleet()
         kube = serve(specs)
         dns_server = ScriptedDNS(script_from_json(DEMO_DNS_SCRIPT), host="127.0.0.1", port=0).start()
         registered = [self._register(kube, spec, f"127.0.0.1:{dns_server.port}") for spec in specs]
         self.stdout.write(
-            f"demo fleet: test API server at {kube.url}, upstream DNS at 127.0.0.1:{dns_server.port}; "
+            f"demo fleet: test API server at {kube.url}, upstream DNS at 127.0.0.1:{dns_server.port}, "
+            f"registry mirror of {', '.join(sorted(images.mirrors()))} at {images.url} "
+            "(synthetic stand-ins of the demo images); "
             f"registered {', '.join(c.name for c in registered if c)} (marked demo; `manage.py demo --remove` deletes them)"
         )
         if not opts["no_scan"]:
@@ -79,6 +97,12 @@ class Command(BaseCommand):
                 worker.terminate()
             kube.stop()
             dns_server.stop()
+            images.stop()
+            objects.set_image_digest_provider(previous_provider)
+            if previous_mirrors is None:
+                os.environ.pop(MIRRORS_ENV, None)
+            else:
+                os.environ[MIRRORS_ENV] = previous_mirrors
 
     def _register(self, kube, spec, probe_server: str) -> Cluster | None:
         from clusters.registry import import_kubeconfig
@@ -144,3 +168,12 @@ def _demo_user(spec) -> str:
 
     names = [u.name for u in spec.users]
     return DEMO_USER if DEMO_USER in names or not names else names[0]
+
+
+def _with_demo_mirrors(demo: str, previous: str | None) -> str:
+    """The demo's mirror entries first, then the ones already set, minus those of an earlier demo run in
+    this process (its server may be gone; asking it would only cost retries)."""
+    from dnsaudit.demoregistry import PREFIX
+
+    kept = [e for e in (previous or "").split(",") if e.strip() and f"/{PREFIX}/" not in e]
+    return ",".join([demo, *kept])
