@@ -13,6 +13,10 @@ Contract:
 * Lists page with ``limit`` + ``continue`` until the token is empty (zero-item pages included, T6); a
   410 Expired restarts the whole list once (items already yielded may be yielded again: callers that
   need exactness key objects by uid).
+* ``exec_read`` runs a command in a container over the WebSocket exec API (``kubernetes.stream``, T9)
+  on its own ``ApiClient`` (``stream()`` swaps ``call_api`` on the client it is given, which must not
+  race other requests) and returns an ``ExecResult``; the exit code is read from the error channel's
+  Status by this module, not through the client's ``returncode`` (which raises on InternalError).
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ import base64
 import contextlib
 import json
 import os
+import re
 import ssl
 import tempfile
-from collections.abc import Callable, Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import urllib3
@@ -70,6 +77,39 @@ class KubeError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What a command run with ``exec_read`` printed and how it ended.
+
+    ``exit_code`` is the process's exit status; when the runtime could not start the executable (it is
+    not in the image: distroless) it is 127, as a shell reports "not found", whichever way the runtime
+    said so (containerd: an InternalError Status; dockershim/cri-dockerd: the OCI message on stdout and a
+    non-zero exit). ``message`` is the final Status message when the command did not succeed.
+    """
+
+    stdout: str
+    stderr: str
+    exit_code: int
+    message: str = ""
+    protocol: str | None = None
+
+    @property
+    def executable_missing(self) -> bool:
+        """True when the command's executable does not exist in the container."""
+        return (
+            self.exit_code in (126, 127)
+            and _MISSING_EXE.search("\n".join((self.message, self.stdout, self.stderr))) is not None
+        )
+
+
+#: How runtimes and shells say the executable is not there.
+_MISSING_EXE = re.compile(
+    r"executable file not found|no such file or directory: unknown|: not found$|command not found",
+    re.IGNORECASE | re.MULTILINE,
+)
+_HANDSHAKE = re.compile(r"Handshake status (\d{3})")
 
 
 @dataclass(frozen=True)
@@ -214,6 +254,9 @@ class KubeClient:
         cfg.connection_pool_maxsize = 8
         self._cfg = cfg
         self._api = k8s.ApiClient(cfg)
+        # exec runs on its own ApiClient (see the module docstring), one at a time.
+        self._exec_api: k8s.ApiClient | None = None
+        self._exec_lock = threading.Lock()
         self.core = k8s.CoreV1Api(self._api)
         self.apps = k8s.AppsV1Api(self._api)
         self.batch = k8s.BatchV1Api(self._api)
@@ -223,7 +266,8 @@ class KubeClient:
         return cls(ctx, timeout=timeout)
 
     def _write(self, name: str, data: bytes | str) -> str:
-        assert self._tmpdir is not None
+        if self._tmpdir is None:
+            self._tmpdir = tempfile.TemporaryDirectory(prefix="dnsaudit-kube-")
         path = os.path.join(self._tmpdir.name, name)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
@@ -234,6 +278,10 @@ class KubeClient:
         """Close the connection pool and delete the temporary key material."""
         with contextlib.suppress(Exception):
             self._api.close()
+        if self._exec_api is not None:
+            with contextlib.suppress(Exception):
+                self._exec_api.close()
+            self._exec_api = None
         if self._tmpdir is not None:
             self._tmpdir.cleanup()
             self._tmpdir = None
@@ -362,6 +410,101 @@ class KubeClient:
             if err.status == 404:
                 return None
             raise
+
+    # -- exec ------------------------------------------------------------------------------------------------
+    def _exec_core(self) -> k8s.CoreV1Api:
+        """A CoreV1Api on a private ApiClient whose Configuration the WebSocket transport can use.
+
+        websocket-client verifies the server against ``ssl_ca_cert`` (a *file*) or certifi's bundle; it
+        ignores ``ca_cert_data``. So the kubeconfig's CA goes to a private temporary file here.
+        """
+        if self._exec_api is None:
+            cfg = self._cfg
+            if self.context.ca_data and not self.context.insecure_skip_tls_verify and not cfg.ssl_ca_cert:
+                cfg.ssl_ca_cert = self._write("ca.crt", self.context.ca_data)
+            self._exec_api = k8s.ApiClient(cfg)
+        return k8s.CoreV1Api(self._exec_api)
+
+    def exec_read(
+        self,
+        namespace: str,
+        pod: str,
+        container: str | None,
+        command: Sequence[str],
+        *,
+        timeout: float = 10.0,
+    ) -> ExecResult:
+        """Run ``command`` (argv, no shell unless you pass one) in ``pod``/``container``, without stdin,
+        and return its output and exit code once it ends.
+
+        Raises ``KubeError``: ``Forbidden`` (no ``pods/exec`` permission: a WebSocket exec needs ``get``,
+        and from 1.35 also ``create``), ``NotFound`` (no such pod), ``BadRequest`` (container not running
+        or not in the pod), ``Timeout`` (no end within ``timeout`` seconds, transient), ``Unreachable``,
+        ``TLS``, ``ExecFailed`` (the runtime failed for another reason than a missing executable).
+        A missing executable is *not* an error: ``ExecResult.exit_code`` is 127 (see ``ExecResult``).
+        """
+        from kubernetes.stream import stream
+        from websocket import WebSocketConnectionClosedException, WebSocketTimeoutException
+
+        resource = "pods/exec"
+        kw: dict = {"command": list(command), "stderr": True, "stdin": False, "stdout": True, "tty": False}
+        if container:
+            kw["container"] = container
+        with self._exec_lock:
+            core = self._exec_core()
+            try:
+                ws = stream(
+                    core.connect_get_namespaced_pod_exec,
+                    pod,
+                    namespace,
+                    _preload_content=False,
+                    binary=True,
+                    **kw,
+                )
+            except ApiException as exc:
+                raise _map_handshake(exc, self.context.server, resource, namespace) from exc
+            deadline = time.monotonic() + timeout
+            try:
+                with contextlib.suppress(OSError, AttributeError):
+                    ws.sock.sock.settimeout(timeout)  # a frame that starts must finish in time
+                while ws.is_open():
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise KubeError(
+                            f"The command in {namespace}/{pod} did not finish within {timeout:g} s.",
+                            transient=True,
+                            reason="Timeout",
+                            resource=resource,
+                            namespace=namespace,
+                        )
+                    try:
+                        ws.update(timeout=left)
+                    except WebSocketConnectionClosedException:
+                        break  # dropped without a close frame: judge by what arrived
+                    except (WebSocketTimeoutException, TimeoutError) as exc:
+                        raise KubeError(
+                            f"The command in {namespace}/{pod} did not finish within {timeout:g} s.",
+                            transient=True,
+                            reason="Timeout",
+                            resource=resource,
+                            namespace=namespace,
+                        ) from exc
+                    except (OSError, ssl.SSLError) as exc:
+                        raise KubeError(
+                            f"The exec connection to {namespace}/{pod} failed: {_short(str(exc))}",
+                            transient=True,
+                            reason="Unreachable",
+                            resource=resource,
+                            namespace=namespace,
+                        ) from exc
+                out = _text(ws.read_channel(1))
+                err = _text(ws.read_channel(2))
+                status_raw = _text(ws.read_channel(3))
+                protocol = ws.subprotocol
+            finally:
+                with contextlib.suppress(Exception):
+                    ws.close(timeout=0)
+        return _exec_result(out, err, status_raw, protocol, namespace, pod, resource)
 
     def server_version(self) -> dict:
         return self._call(k8s.VersionApi(self._api).get_code, resource="version")
@@ -567,6 +710,108 @@ def _map_exception(
             namespace=namespace,
         )
     return exc
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+
+
+def _map_handshake(exc: ApiException, server: str, resource: str, namespace: str | None) -> KubeError:
+    """``stream()`` folds every failure into ``ApiException(status=0, reason=str(inner))`` (T9).
+
+    A refused upgrade reads ``Handshake status 403 Forbidden -+-+- {headers} -+-+- <body>``: take the
+    status and the Status body from the text. Anything else is a connection or TLS failure.
+    """
+    text = str(exc.reason or "")
+    m = _HANDSHAKE.search(text)
+    if m:
+        body = text.rsplit(" -+-+- ", 1)[-1] if " -+-+- " in text else ""
+        if body == "None":
+            body = ""
+        return _status_error(int(m.group(1)), body, server, resource, namespace)
+    if exc.status not in (0, None):
+        return _status_error(int(exc.status), exc.body, server, resource, namespace)
+    low = text.lower()
+    if "certificate_verify_failed" in low or "certificate verify failed" in low:
+        return KubeError(
+            f"The API server's certificate at {server} is not trusted by the kubeconfig's CA (or does not "
+            "match the server name).",
+            transient=False,
+            reason="TLS",
+            resource=resource,
+            namespace=namespace,
+        )
+    if "ssl" in low:
+        return KubeError(
+            f"The TLS connection to {server} failed: {_short(text)}",
+            transient=False,
+            reason="TLS",
+            resource=resource,
+            namespace=namespace,
+        )
+    if "timed out" in low:
+        return KubeError(
+            f"The API server at {server} did not answer the exec request in time.",
+            transient=True,
+            reason="Timeout",
+            resource=resource,
+            namespace=namespace,
+        )
+    return KubeError(
+        f"Could not reach the API server at {server} for exec: {_short(text)}",
+        transient=True,
+        reason="Unreachable",
+        resource=resource,
+        namespace=namespace,
+    )
+
+
+def _exec_result(
+    out: str, err: str, status_raw: str, protocol: str | None, namespace: str, pod: str, resource: str
+) -> ExecResult:
+    """Read the exit from the error channel: a Status JSON (v4/v5) or a plain message (v1–v3)."""
+    raw = status_raw.strip()
+    if not raw:
+        # v1–v3 say nothing on success; v4/v5 always send a Status, so silence there means a dropped stream.
+        if protocol in ("v4.channel.k8s.io", "v5.channel.k8s.io"):
+            raise KubeError(
+                f"The exec stream for {namespace}/{pod} ended without a final status.",
+                transient=True,
+                reason="Unreachable",
+                resource=resource,
+                namespace=namespace,
+            )
+        return ExecResult(out, err, 0, "", protocol)
+    status: dict | None = None
+    with contextlib.suppress(ValueError):
+        parsed = json.loads(raw)
+        status = parsed if isinstance(parsed, dict) else None
+    if status is None:  # v1–v3: the message only
+        m = re.search(r"exit code (\d+)", raw)
+        if m:
+            return ExecResult(out, err, int(m.group(1)), raw, protocol)
+        status = {"status": "Failure", "reason": "InternalError", "message": raw}
+    if status.get("status") == "Success":
+        return ExecResult(out, err, 0, "", protocol)
+    message = str(status.get("message") or "")
+    if status.get("reason") == "NonZeroExitCode":
+        causes = (status.get("details") or {}).get("causes") or [{}]
+        code = next(
+            (int(c["message"]) for c in causes if str(c.get("message", "")).isdigit()),
+            1,
+        )
+        return ExecResult(out, err, code, message, protocol)
+    if _MISSING_EXE.search(message):
+        return ExecResult(out, err, 127, message, protocol)
+    raise KubeError(
+        f"Exec in {namespace}/{pod} failed: {_short(message or raw)}",
+        transient=False,
+        reason="ExecFailed",
+        resource=resource,
+        namespace=namespace,
+    )
 
 
 def _short(text: str, n: int = 200) -> str:

@@ -10,8 +10,9 @@ One ``FakeKube`` process-local server hosts one or more clusters:
 What it serves (read-only): discovery (``/version``, ``/api``, ``/api/v1``, ``/apis``, ``/apis/<g>``,
 ``/apis/<g>/<v>``, CRD-backed groups), ``get``/``list`` of every stored type cluster-wide and per
 namespace with ``limit``/``continue`` (410 after ``compact()``), label and field selectors,
-``nodes/{n}/proxy/configz`` (authorized as ``get nodes/proxy``; per-node ok/403/502/503), and
-``POST selfsubjectaccessreviews``. Errors are ``kind: Status`` bodies shaped like the apiserver's.
+``nodes/{n}/proxy/configz`` (authorized as ``get nodes/proxy``; per-node ok/403/502/503),
+``POST selfsubjectaccessreviews`` and ``pods/{p}/exec`` over WebSocket (see ``exec.py``; answered by the
+cluster's ``exec_handler``). Errors are ``kind: Status`` bodies shaped like the apiserver's.
 
 Auth: ``Authorization: Bearer <token>`` or a client certificate signed by the server CA (CN = user,
 O = groups). Unknown credentials and anonymous requests get 401 (``/version`` and health endpoints are
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import re
 import socket
@@ -40,6 +42,17 @@ import trustme
 import yaml
 
 from dnsaudit.fakekube.auth import ADMIN_RULES, Rule, User, issue_client_cert, new_token
+from dnsaudit.fakekube.exec import (
+    CHANNEL_PROTOCOLS,
+    ExecHandler,
+    ExecOutcome,
+    ExecRequest,
+    ExecSession,
+    accept_key,
+    negotiate,
+    resolve_handler,
+    valid_key,
+)
 from dnsaudit.fakekube.objects import kubelet_config
 from dnsaudit.fakekube.store import Store, StoreError
 from dnsaudit.fakekube.tables import table, wants_table
@@ -208,6 +221,10 @@ class Cluster:
         self.default_kubelet: dict | None = kubelet_config()
         self.faults = Faults()
         self.version = dict(DEFAULT_VERSION)
+        #: What ``pods/{p}/exec`` runs: a callable or a mapping of fake containers (see ``exec.py``).
+        self.exec_handler: ExecHandler | None = None
+        #: The channel subprotocols this cluster's API server accepts (drop v5 to act like 1.29).
+        self.exec_protocols: tuple[str, ...] = CHANNEL_PROTOCOLS
 
     @property
     def url(self) -> str:
@@ -215,9 +232,12 @@ class Cluster:
 
     # -- objects ----------------------------------------------------------------------------------------
     def reset(self, objects: Iterable[dict] = ()) -> None:
-        """Replace every object (and clear faults). Users and kubelet behaviours stay."""
+        """Replace every object (and clear faults and the exec handler, which describes the old pods).
+        Users and kubelet behaviours stay."""
         self.store.reset(objects)
         self.faults.clear()
+        self.exec_handler = None
+        self.exec_protocols = CHANNEL_PROTOCOLS
 
     def add(self, objects: Iterable[dict]) -> None:
         self.store.add(objects)
@@ -229,6 +249,11 @@ class Cluster:
     def set_kubelet(self, node: str, config: dict | None = None, *, status: int = 200) -> None:
         """Set what ``nodes/<node>/proxy/configz`` answers (``config`` is the ``kubeletconfig`` body)."""
         self.kubelets[node] = KubeletBehaviour(config, status)
+
+    def set_exec(self, handler: ExecHandler | None) -> None:
+        """Set what ``pods/{p}/exec`` runs: a callable ``(ExecRequest) -> ExecOutcome`` or a mapping
+        ``"ns/pod[/container]"``/``"*"`` -> ``FakeContainer`` or ``{path: content}`` (see ``exec.py``)."""
+        self.exec_handler = handler
 
     # -- users ------------------------------------------------------------------------------------------
     def add_user(
@@ -454,6 +479,9 @@ class FakeKube:
 
     def kubeconfig(self, user: str = "admin", **kw) -> str:
         return self.default.kubeconfig(user, **kw)
+
+    def set_exec(self, handler: ExecHandler | None) -> None:
+        self.default.set_exec(handler)
 
 
 # --- request handling ----------------------------------------------------------------------------------
@@ -698,6 +726,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self._ssar(user, body)
             return
+        if rtype.resource == "pods" and namespace is not None and name and sub == ["exec"]:
+            self._exec(cluster, user, rtype, namespace, name)
+            return
         if self.command not in ("GET", "HEAD"):
             self._error(
                 405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
@@ -808,6 +839,116 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._error(404, "NotFound", "the server could not find the requested resource")
 
+    def _exec(self, cluster: Cluster, user: User, rtype: ResourceType, namespace: str, name: str) -> None:
+        """``pods/{name}/exec``: checks in the apiserver's order, then the WebSocket upgrade and the session.
+
+        RBAC: a POST (SPDY, kubectl) needs ``create pods/exec``; a GET (WebSocket, the Python client) needs
+        ``get pods/exec``, and from 1.35 also ``create`` (the AuthorizePodWebsocketUpgradeCreatePermission
+        gate, beta and on by default in 1.35).
+        """
+        if self.command not in ("GET", "POST"):
+            self._error(
+                405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+            )
+            return
+        verbs = ["create"] if self.command == "POST" else ["get"]
+        if self.command == "GET" and _minor(cluster.version) >= 35:
+            verbs.append("create")
+        for verb in verbs:
+            if not self._authorize(user, verb, rtype, "pods/exec", namespace, name):
+                return
+        entry = cluster.store.get(rtype, namespace, name)
+        if entry is None:
+            self._error(404, "NotFound", f'pods "{name}" not found', details={"name": name, "kind": "pods"})
+            return
+        pod = json.loads(entry.body)
+        qs = parse_qs(urlsplit(self.path).query, keep_blank_values=True)
+        command = tuple(qs.get("command", []))
+        flag = {k: parse_bool((qs.get(k) or [""])[-1]) for k in ("stdin", "stdout", "stderr", "tty")}
+        if not (flag["stdin"] or flag["stdout"] or flag["stderr"]):
+            self._error(400, "BadRequest", "you must specify at least 1 of stdin, stdout, stderr")
+            return
+        names = [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or ()]
+        container = (qs.get("container") or [""])[-1]
+        if not container:
+            if len(names) != 1:
+                self._error(
+                    400,
+                    "BadRequest",
+                    f"a container name must be specified for pod {name}, choose one of: [{' '.join(names)}]",
+                )
+                return
+            container = names[0]
+        if container not in names:
+            self._error(400, "BadRequest", f"container {container} is not valid for pod {name}")
+            return
+        statuses = (pod.get("status") or {}).get("containerStatuses") or ()
+        state = next((s.get("state") or {} for s in statuses if s.get("name") == container), {})
+        if "running" not in state:
+            # The kubelet refuses; the apiserver passes its answer through the upgrade proxy.
+            self._error(
+                400, "BadRequest", f'unable to upgrade connection: container not found ("{container}")'
+            )
+            return
+        if not command:
+            self._error(400, "BadRequest", "you must specify at least one command for the container")
+            return
+        if self.headers.get("Upgrade", "").lower() != "websocket" or "upgrade" not in self.headers.get(
+            "Connection", ""
+        ).lower().replace(" ", "").split(","):
+            self._error(400, "BadRequest", "Upgrade request required")
+            return
+        key = self.headers.get("Sec-WebSocket-Key", "")
+        if self.headers.get("Sec-WebSocket-Version", "") != "13" or not valid_key(key):
+            self._error(
+                400, "BadRequest", "websocket: missing or bad Sec-WebSocket-Key/Sec-WebSocket-Version"
+            )
+            return
+        offered = ",".join(self.headers.get_all("Sec-WebSocket-Protocol") or [])
+        protocol = negotiate(offered, cluster.exec_protocols)
+        if protocol is None:
+            self._error(
+                400,
+                "BadRequest",
+                f"unable to upgrade: none of the requested protocols [{offered}] is supported; "
+                f"supported: {', '.join(cluster.exec_protocols)}",
+            )
+            return
+        # The upgrade: from here on the connection speaks WebSocket and is closed afterwards.
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept_key(key))
+        self.send_header("Sec-WebSocket-Protocol", protocol)
+        self.end_headers()
+        self._status = 101
+        self.close_connection = True
+        session = ExecSession(self.rfile, self.wfile, self.connection, protocol)
+        req = ExecRequest(
+            namespace=namespace,
+            pod=name,
+            container=container,
+            command=command,
+            stdin=flag["stdin"],
+            stdout=flag["stdout"],
+            stderr=flag["stderr"],
+            tty=flag["tty"],
+        )
+        if req.stdin:
+            req = dataclasses.replace(req, stdin_data=session.read_stdin(timeout=10.0))
+        run = resolve_handler(cluster.exec_handler, req)
+        if run is None:
+            outcome = ExecOutcome(
+                runtime_error=f"dnsaudit test API server: no exec handler for {namespace}/{name}/{container}"
+            )
+        else:
+            try:
+                outcome = run(req)
+            except Exception as exc:  # a broken test handler must still end the session cleanly
+                outcome = ExecOutcome(runtime_error=f"exec handler raised {type(exc).__name__}: {exc}")
+        with contextlib.suppress(OSError):
+            session.finish(req, outcome)
+
     def _configz(self, cluster: Cluster, node: str, rest: list[str]) -> None:
         if rest != ["configz"]:
             self._send(404, b"404 page not found\n", "text/plain; charset=utf-8")
@@ -872,6 +1013,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _json(obj: dict) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _minor(version: dict) -> int:
+    """The minor version as a number (``"31+"`` on some managed clusters)."""
+    m = re.match(r"\d+", str(version.get("minor", "")))
+    return int(m.group()) if m else 0
 
 
 def _node_ip(node: str) -> str:
