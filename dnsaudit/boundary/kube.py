@@ -207,14 +207,25 @@ SELF_TEST_CHECKS: tuple[tuple[str, str, str, str, str | None, str | None, str], 
         None,
         "Private images cannot be inspected; their libc stays unknown.",
     ),
+    # The official client opens exec with a websocket GET: that needs get on pods/exec, and from
+    # Kubernetes 1.35 also create (AuthorizePodWebsocketUpgradeCreatePermission).
     (
         "exec verification",
-        "create",
+        "get",
         "",
         "pods",
         "exec",
         None,
         "The optional in-pod check of /etc/resolv.conf and ld-musl cannot run (off by default).",
+    ),
+    (
+        "exec verification (Kubernetes 1.35+)",
+        "create",
+        "",
+        "pods",
+        "exec",
+        None,
+        "On Kubernetes 1.35 and later the optional in-pod check also needs create on pods/exec.",
     ),
 )
 
