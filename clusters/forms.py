@@ -1,0 +1,164 @@
+"""Forms of the dashboard: add a cluster, its scan settings, API tokens."""
+
+from __future__ import annotations
+
+import re
+
+from django import forms
+from django.conf import settings
+
+from .models import Cluster
+
+_HOSTPORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.:-]+)(:\d{1,5})?$")
+_DNS_NAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
+
+
+def split_lines(text: str) -> list[str]:
+    """Entries separated by newlines, commas or spaces, blanks dropped, order kept, duplicates removed."""
+    seen: list[str] = []
+    for item in re.split(r"[\s,]+", text or ""):
+        if item and item not in seen:
+            seen.append(item)
+    return seen
+
+
+class AddClusterForm(forms.Form):
+    """A kubeconfig from an upload or pasted text; the context chooser appears when there are several."""
+
+    kubeconfig_file = forms.FileField(required=False, label="Upload a kubeconfig file")
+    kubeconfig_text = forms.CharField(
+        required=False,
+        label="…or paste it",
+        widget=forms.Textarea(
+            attrs={"rows": 10, "spellcheck": "false", "autocomplete": "off", "class": "mono"}
+        ),
+    )
+    name = forms.CharField(
+        required=False,
+        max_length=63,
+        help_text="dnsaudit's key for the cluster; default: the context name. With several contexts it becomes a prefix.",
+    )
+    notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def clean(self) -> dict:
+        data = super().clean()
+        upload = data.get("kubeconfig_file")
+        limit = settings.DNSAUDIT_KUBECONFIG_MAX_BYTES
+        if upload:
+            if upload.size > limit:
+                raise forms.ValidationError(f"the file is larger than {limit} bytes")
+            raw = upload.read()
+            try:
+                data["kubeconfig"] = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise forms.ValidationError("the file is not UTF-8 text (a kubeconfig is YAML)") from None
+        elif (data.get("kubeconfig_text") or "").strip():
+            data["kubeconfig"] = data["kubeconfig_text"]
+        else:
+            raise forms.ValidationError("upload a kubeconfig file or paste one")
+        if len(data["kubeconfig"].encode()) > limit:
+            raise forms.ValidationError(f"the kubeconfig is larger than {limit} bytes")
+        return data
+
+
+class ClusterSettingsForm(forms.ModelForm):
+    """Scan settings. List fields are edited as text (one entry per line); per-pool resolv.conf fields are
+    added for each pool the last scan saw (and each pool already configured)."""
+
+    probe_nameservers_text = forms.CharField(
+        required=False,
+        label="Probe nameservers",
+        help_text="host or host:port, one per line; empty = the cluster DNS service",
+        widget=forms.Textarea(attrs={"rows": 2, "class": "mono"}),
+    )
+    probe_names_text = forms.CharField(
+        required=False,
+        label="Probe names",
+        help_text="names looked up under every search domain, one per line",
+        widget=forms.Textarea(attrs={"rows": 2, "class": "mono"}),
+    )
+    cluster_dns_text = forms.CharField(
+        required=False,
+        label="Assumed clusterDNS",
+        help_text="used when the kubelet configuration cannot be read (nodes/proxy); one IP per line",
+        widget=forms.Textarea(attrs={"rows": 1, "class": "mono"}),
+    )
+
+    class Meta:
+        model = Cluster
+        fields = ["scan_interval_minutes", "exec_verification", "cluster_domain", "node_resolv_conf", "notes"]
+        labels = {
+            "scan_interval_minutes": "Scan every (minutes)",
+            "exec_verification": "Verify inside pods with exec (needs pods/exec)",
+            "node_resolv_conf": "Nodes' resolv.conf (all pools)",
+        }
+        widgets = {
+            "node_resolv_conf": forms.Textarea(attrs={"rows": 4, "class": "mono", "spellcheck": "false"}),
+            "notes": forms.Textarea(attrs={"rows": 2}),
+        }
+
+    def __init__(self, *args, pool_names: list[str] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        cluster: Cluster = self.instance
+        self.fields["probe_nameservers_text"].initial = "\n".join(cluster.probe_nameservers or [])
+        self.fields["probe_names_text"].initial = "\n".join(cluster.probe_names or [])
+        self.fields["cluster_dns_text"].initial = "\n".join(cluster.cluster_dns or [])
+        names = list(dict.fromkeys([*(pool_names or []), *sorted((cluster.pool_resolv_conf or {}).keys())]))
+        self.pool_fields: list[tuple[str, str]] = []
+        for i, pool in enumerate(names):
+            key = f"pool_{i}"
+            self.fields[key] = forms.CharField(
+                required=False,
+                label=f"resolv.conf of pool {pool}",
+                initial=(cluster.pool_resolv_conf or {}).get(pool, ""),
+                widget=forms.Textarea(attrs={"rows": 3, "class": "mono", "spellcheck": "false"}),
+            )
+            self.pool_fields.append((key, pool))
+
+    def clean_probe_nameservers_text(self) -> list[str]:
+        items = split_lines(self.cleaned_data["probe_nameservers_text"])
+        bad = [i for i in items if not _HOSTPORT.match(i)]
+        if bad:
+            raise forms.ValidationError(f"not a host or host:port: {', '.join(bad)}")
+        return items
+
+    def clean_probe_names_text(self) -> list[str]:
+        items = split_lines(self.cleaned_data["probe_names_text"])
+        bad = [i for i in items if not _DNS_NAME.match(i)]
+        if bad:
+            raise forms.ValidationError(f"not a DNS name: {', '.join(bad)}")
+        if len(items) > 20:
+            raise forms.ValidationError("at most 20 probe names")
+        return items
+
+    def clean_cluster_dns_text(self) -> list[str]:
+        import ipaddress
+
+        items = split_lines(self.cleaned_data["cluster_dns_text"])
+        for item in items:
+            try:
+                ipaddress.ip_address(item)
+            except ValueError:
+                raise forms.ValidationError(f"not an IP address: {item}") from None
+        return items
+
+    def save(self, commit: bool = True) -> Cluster:
+        cluster: Cluster = super().save(commit=False)
+        cluster.probe_nameservers = self.cleaned_data["probe_nameservers_text"]
+        cluster.probe_names = self.cleaned_data["probe_names_text"]
+        cluster.cluster_dns = self.cleaned_data["cluster_dns_text"]
+        pools = {}
+        for key, pool in self.pool_fields:
+            text = (self.cleaned_data.get(key) or "").strip()
+            if text:
+                pools[pool] = text + "\n"
+        cluster.pool_resolv_conf = pools
+        if commit:
+            cluster.save()
+        return cluster
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="what uses it, e.g. 'grafana' or 'ci'")

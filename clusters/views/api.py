@@ -1,0 +1,160 @@
+"""Read-only JSON API (``/api/v1/...``), authenticated by session or ``Authorization: Bearer dna_…``.
+
+The views opt out of the login redirect so that API clients get ``401`` (with ``WWW-Authenticate``)
+instead of an HTML login page; every view still requires the viewer role itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+
+from django.contrib.auth.decorators import login_not_required
+from django.core.paginator import Paginator
+from django.db.models import OuterRef, Subquery
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
+from django.views.decorators.http import require_GET
+
+from ..access import has_role
+from ..models import Cluster, NodePoolResult, Scan, WorkloadResult
+from ..reports import cluster_summary as cluster_meta
+from ..reports import scan_summary as scan_meta
+
+API_PAGE_SIZE = 500
+API_MAX_PAGE_SIZE = 5000
+
+
+def api_view(view: Callable) -> Callable:
+    """GET only; 401 without credentials, 403 without the viewer role; JSON errors throughout."""
+
+    @login_not_required
+    @require_GET
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not request.user.is_authenticated:
+            response = JsonResponse(
+                {"error": "authentication required (session or Bearer API token)"}, status=401
+            )
+            response["WWW-Authenticate"] = 'Bearer realm="dnsaudit"'
+            return response
+        if not has_role(request.user, "viewer"):
+            return JsonResponse({"error": "this needs the viewer role"}, status=403)
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _not_found(what: str) -> JsonResponse:
+    return JsonResponse({"error": f"{what} not found"}, status=404)
+
+
+def _int(value: str | None, default: int, lo: int, hi: int) -> int:
+    try:
+        return max(lo, min(hi, int(value))) if value not in (None, "") else default
+    except ValueError:
+        return default
+
+
+@api_view
+def clusters(request: HttpRequest) -> HttpResponse:
+    last_report = (
+        Scan.objects.filter(cluster=OuterRef("pk"), status__in=Scan.FINISHED_OK)
+        .order_by("-finished_at", "-pk")
+        .values("pk")[:1]
+    )
+    rows = list(Cluster.objects.defer("kubeconfig_encrypted").annotate(report_scan_id=Subquery(last_report)))
+    scans = Scan.objects.in_bulk({c.report_scan_id for c in rows if c.report_scan_id})
+    data = []
+    for c in rows:
+        scan = scans.get(c.report_scan_id)
+        data.append(
+            {
+                **cluster_meta(c),
+                "last_report_scan": scan_meta(scan) if scan else None,
+                "links": {"scans": reverse("clusters:api_scans", args=[c.name])},
+            }
+        )
+    return JsonResponse({"clusters": data})
+
+
+@api_view
+def cluster_scans(request: HttpRequest, name: str) -> HttpResponse:
+    cluster = Cluster.objects.defer("kubeconfig_encrypted").filter(name=name).first()
+    if cluster is None:
+        return _not_found("cluster")
+    scans = [
+        dict(scan_meta(s), links={"self": reverse("clusters:api_scan", args=[s.pk])})
+        for s in Scan.objects.filter(cluster=cluster)
+    ]
+    return JsonResponse({"cluster": cluster_meta(cluster), "scans": scans})
+
+
+@api_view
+def scan_detail(request: HttpRequest, scan_id: int) -> HttpResponse:
+    scan = Scan.objects.select_related("cluster").filter(pk=scan_id).first()
+    if scan is None:
+        return _not_found("scan")
+    pools = [
+        {
+            "name": p.name,
+            "nodes": p.nodes,
+            "kubelet_version": p.kubelet_version,
+            "architecture": p.architecture,
+            "cluster_dns": p.cluster_dns,
+            "cluster_domain": p.cluster_domain,
+            "resolv_conf_path": p.resolv_conf_path,
+            "node_resolv_conf": p.node_resolv_conf,
+            "searches": p.searches,
+            "observed": p.observed,
+            "probes": p.probes,
+            "notes": p.notes,
+        }
+        for p in NodePoolResult.objects.filter(scan=scan)
+    ]
+    return JsonResponse(
+        {
+            "cluster": cluster_meta(scan.cluster),
+            "scan": scan_meta(scan),
+            "node_pools": pools,
+            "links": {"workloads": reverse("clusters:api_scan_workloads", args=[scan.pk])},
+        }
+    )
+
+
+@api_view
+def scan_workloads(request: HttpRequest, scan_id: int) -> HttpResponse:
+    """Workloads of a scan in the shared schema, filtered by ``risk``, ``namespace``, ``kind``, ``libc``,
+    ``remediation``, paginated with ``page`` and ``page_size`` (≤ 5000)."""
+    scan = Scan.objects.select_related("cluster").filter(pk=scan_id).first()
+    if scan is None:
+        return _not_found("scan")
+    qs = WorkloadResult.objects.filter(scan=scan).only("report").order_by("namespace", "kind", "name", "pk")
+    for param, field in (
+        ("risk", "risk"),
+        ("namespace", "namespace"),
+        ("kind", "kind"),
+        ("libc", "libc"),
+        ("remediation", "recommended"),
+    ):
+        values = [v for v in request.GET.getlist(param) for v in v.split(",") if v]
+        if values:
+            qs = qs.filter(**{f"{field}__in": values})
+    size = _int(request.GET.get("page_size"), API_PAGE_SIZE, 1, API_MAX_PAGE_SIZE)
+    paginator = Paginator(qs, size)
+    page_number = _int(request.GET.get("page"), 1, 1, 10**9)
+    if page_number > max(paginator.num_pages, 1):
+        return JsonResponse(
+            {"error": f"page {page_number} is past the last page ({paginator.num_pages})"}, status=404
+        )
+    page = paginator.page(page_number)
+    return JsonResponse(
+        {
+            "cluster": cluster_meta(scan.cluster),
+            "scan": {"id": scan.pk, "status": scan.status},
+            "count": paginator.count,
+            "page": page.number,
+            "pages": paginator.num_pages,
+            "workloads": [w.report for w in page.object_list],
+        }
+    )

@@ -1,0 +1,64 @@
+"""The fleet overview: every cluster with its last scan, its counts and what went wrong."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import OuterRef, Subquery
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from ..access import require_role
+from ..models import Cluster, Scan
+from .common import vary_on_htmx
+
+
+@dataclass
+class FleetRow:
+    """One line of the overview. ``report`` is the scan whose counts are shown; ``latest`` the newest scan."""
+
+    cluster: Cluster
+    report: Scan | None
+    latest: Scan | None
+
+    @property
+    def active(self) -> Scan | None:
+        return self.latest if self.latest and self.latest.is_active else None
+
+    @property
+    def last_failed(self) -> Scan | None:
+        """The newest scan when it failed (the counts shown are then from an older report)."""
+        return self.latest if self.latest and self.latest.status == Scan.FAILED else None
+
+
+def fleet_rows() -> list[FleetRow]:
+    """All clusters with their latest and latest-report scans, in a constant number of queries (two)."""
+    last_report = (
+        Scan.objects.filter(cluster=OuterRef("pk"), status__in=Scan.FINISHED_OK)
+        .order_by("-finished_at", "-pk")
+        .values("pk")[:1]
+    )
+    latest = Scan.objects.filter(cluster=OuterRef("pk")).order_by("-created_at", "-pk").values("pk")[:1]
+    clusters = list(
+        Cluster.objects.defer("kubeconfig_encrypted", "node_resolv_conf", "pool_resolv_conf").annotate(
+            report_scan_id=Subquery(last_report), latest_scan_id=Subquery(latest)
+        )
+    )
+    ids = {c.report_scan_id for c in clusters} | {c.latest_scan_id for c in clusters}
+    ids.discard(None)
+    scans = Scan.objects.in_bulk(ids) if ids else {}
+    return [FleetRow(c, scans.get(c.report_scan_id), scans.get(c.latest_scan_id)) for c in clusters]
+
+
+@require_role("viewer")
+@vary_on_htmx
+def fleet(request: HttpRequest) -> HttpResponse:
+    rows = fleet_rows()
+    totals = {
+        "clusters": len(rows),
+        "affected": sum(r.report.affected for r in rows if r.report),
+        "at_risk": sum(r.report.at_risk for r in rows if r.report),
+        "safe": sum(r.report.safe for r in rows if r.report),
+        "unknown": sum(r.report.unknown for r in rows if r.report),
+    }
+    return render(request, "clusters/fleet.html", {"rows": rows, "totals": totals})
