@@ -21,7 +21,7 @@ from datetime import timedelta
 from typing import TypeVar
 
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -89,7 +89,9 @@ def _run_in_thread(scan_id: int) -> None:
     except Exception:
         log.exception("in-process scan %s crashed", scan_id)
     finally:
-        close_old_connections()
+        # This thread's connections die with it: close them (close_old_connections() would keep them
+        # open for CONN_MAX_AGE, leaking one PostgreSQL session per scan).
+        connections.close_all()
 
 
 # --- running ----------------------------------------------------------------------------------------
@@ -193,7 +195,10 @@ def _finish_failed(scan_id: int, message: str) -> Scan:
     Scan.objects.filter(pk=scan_id, status=Scan.RUNNING).update(
         status=Scan.FAILED, error=message, finished_at=timezone.now(), stage="failed"
     )
-    return Scan.objects.get(pk=scan_id)
+    scan = Scan.objects.select_related("cluster").get(pk=scan_id)
+    # Failed scans count towards the kept history too (the last good report is always kept).
+    prune_scans(scan.cluster)
+    return scan
 
 
 @dataclass
@@ -249,7 +254,10 @@ def collect_and_audit(
     problems: list[dict] = []
     facts: dict = {}
     progress.set("connecting")
-    ctx = load_context(cluster)
+    try:
+        ctx = load_context(cluster)
+    except ValueError as exc:  # DecryptionError, KubeconfigError, RegistryError: user-facing, secret-free
+        raise ScanAborted(f"the stored kubeconfig of {cluster.name} cannot be used: {exc}") from exc
     client = (client_factory or KubeClient.from_context)(ctx)
     try:
         try:
@@ -541,7 +549,9 @@ def _inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
                 "private images were inspected anonymously; where that failed the verdict is inferred from the image name",
             )
         )
-    registry = RegistryClient(credentials=credentials)
+    registry = RegistryClient(
+        credentials=credentials, timeout=float(getattr(settings, "DNSAUDIT_REGISTRY_TIMEOUT", 15.0))
+    )
     # key -> (pullable ref: the digest from imageID when known, platform, the tag reference). The tag
     # reference is what a fallback inference needs: "docker.io/library/python@sha256:…" says nothing
     # about Alpine, "python:3.12-alpine" does.
@@ -795,14 +805,16 @@ def _pool_row(scan_id: int, pool: NodePool, probes: list[ProbeResult]) -> NodePo
 
 
 def prune_scans(cluster: Cluster, keep: int | None = None) -> int:
-    """Keep the newest ``keep`` finished scans of a cluster (results cascade)."""
+    """Keep the newest ``keep`` finished scans of a cluster (results cascade), and always the last good
+    report: a run of failed scans must not prune away the report the dashboard shows."""
     keep = keep if keep is not None else settings.DNSAUDIT_KEEP_SCANS
     finished = list(
         cluster.scans.exclude(status__in=Scan.ACTIVE)
         .order_by("-created_at", "-pk")
         .values_list("pk", flat=True)
     )
-    old = finished[keep:]
+    last_good = cluster.last_report_scan()
+    old = [pk for pk in finished[max(keep, 0) :] if last_good is None or pk != last_good.pk]
     if old:
         Scan.objects.filter(pk__in=old).delete()
     return len(old)

@@ -14,6 +14,7 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
 
 from clusters import scanning
 from clusters.models import Cluster, Scan
@@ -70,7 +71,14 @@ class Command(BaseCommand):
     def _run_here(self, scan: Scan) -> None:
         import threading
 
-        worker = threading.Thread(target=scanning.execute_scan, args=(scan.pk,), kwargs={"worker": "cli"})
+        def run() -> None:
+            try:
+                scanning.execute_scan(scan.pk, worker="cli")
+            finally:
+                # Close this thread's database connections (they would outlive the scan otherwise).
+                connections.close_all()
+
+        worker = threading.Thread(target=run, name=f"scan-{scan.pk}")
         worker.start()
         self._watch(scan, lambda: worker.is_alive(), None)
         worker.join()
