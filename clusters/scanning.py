@@ -77,7 +77,17 @@ def dispatch(scan_id: int) -> None:
     if settings.CELERY_BROKER_URL:
         from .tasks import run_scan
 
-        run_scan.delay(scan_id)
+        try:
+            run_scan.delay(scan_id)
+        except Exception as exc:  # kombu raises OperationalError and friends when the broker is down
+            log.exception("could not queue scan %s", scan_id)
+            Scan.objects.filter(pk=scan_id, status=Scan.QUEUED).update(
+                status=Scan.FAILED,
+                finished_at=timezone.now(),
+                stage="failed",
+                error=f"could not queue the scan: the broker is unreachable ({type(exc).__name__}: {exc}). "
+                "The previous report is kept; try again when the broker is back.",
+            )
     else:
         thread = threading.Thread(target=_run_in_thread, args=(scan_id,), name=f"scan-{scan_id}", daemon=True)
         thread.start()
@@ -330,6 +340,8 @@ def collect_and_audit(
         )
         audits = audit_workloads(inv.workloads, actx)
         progress.set(done=len(audits), force=True)
+        if cluster.exec_verification:
+            _verify_in_pods(client, inv, audits, problems, facts, progress)
         try:
             facts["cluster_remediation"] = cluster_remediation(audits, actx)
         except Exception as exc:  # the report is still useful without the cluster-level artifacts
@@ -591,10 +603,11 @@ def _inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
             for key, verdict in pool.map(inspect, todo):
                 results[key] = verdict
                 progress.step()
+        # Only digest-pinned verdicts are cached: a tag (alpine:3) moves, a digest never does.
         fresh = [
             ImageVerdict(key=k, verdict=results[k], confidence=results[k].get("confidence", "inferred"))
-            for k, _ in todo
-            if results[k].get("confidence") == "confirmed"
+            for k, (ref, _platform, _tag) in todo
+            if results[k].get("confidence") == "confirmed" and "@sha256:" in ref
         ]
         # (No close_old_connections() here: this is the scan's own thread and connection; closing it
         # mid-scan breaks any enclosing transaction, and the pool threads never touched the database.)
@@ -852,3 +865,51 @@ def due_clusters(now=None) -> list[Cluster]:
         if last is None or last.created_at <= now - timedelta(minutes=cluster.scan_interval_minutes):
             due.append(cluster)
     return due
+
+
+def _verify_in_pods(client, inv, audits, problems: list[dict], facts: dict, progress: Progress) -> None:
+    """Optional (per cluster, off by default): read /etc/resolv.conf and list /lib in one running pod
+    per musl workload, and compare with the computed file. A mismatch is a finding of its own (a pod
+    created before a fix, a node file that differs from the settings); the risk stays as computed."""
+    from dnsaudit.core.verify import finding_reason
+
+    from .verify import pick_targets, verify_exec
+
+    targets = pick_targets((a.report for a in audits), inv.running_pods)
+    workloads = {(t[0]["namespace"], t[0]["kind"], t[0]["name"]) for t in targets}
+    progress.set("exec verification", done=0, total=len(workloads))
+    findings = verify_exec(
+        client,
+        targets,
+        timeout=10,
+        budget=float(settings.DNSAUDIT_EXEC_BUDGET),
+        progress=lambda done, total: progress.set(done=done),
+    )
+    by_key = {(a.report["namespace"], a.report["kind"], a.report["name"]): a for a in audits}
+    for finding in findings:
+        audit = by_key.get((finding["namespace"], finding["kind"], finding["name"]))
+        if audit is None:
+            continue
+        audit.detail["exec_verification"] = finding
+        audit.report["exec_verification"] = {
+            "pod": finding.get("pod"),
+            "matches": finding.get("matches"),
+            "libc_confirmed": finding.get("libc_confirmed"),
+            "error": finding.get("error"),
+        }
+        reason = finding_reason(finding)
+        if reason:
+            audit.report["reasons"].append(reason)
+    denied = sorted({f["namespace"] for f in findings if f.get("error") and "pods/exec" in f["error"]})
+    if denied:
+        problems.append(
+            _problem(
+                "exec verification",
+                f"pods/exec forbidden in {', '.join(denied)}",
+                "those workloads' running pods were not checked against the computed resolv.conf",
+            )
+        )
+    facts["exec_verification"] = {
+        "verified": sum(f.get("matches") is not None for f in findings),
+        "mismatches": sum(f.get("matches") is False or f.get("libc_confirmed") is False for f in findings),
+    }

@@ -159,6 +159,12 @@ DNSAUDIT_SCAN_STALE_AFTER = env_int("DNSAUDIT_SCAN_STALE_AFTER", 300)
 DNSAUDIT_SCAN_QUEUED_TIMEOUT = env_int("DNSAUDIT_SCAN_QUEUED_TIMEOUT", 3600)
 DNSAUDIT_KEEP_SCANS = env_int("DNSAUDIT_KEEP_SCANS", 10)
 DNSAUDIT_IMAGE_CONCURRENCY = env_int("DNSAUDIT_IMAGE_CONCURRENCY", 8)
+DNSAUDIT_REGISTRY_TIMEOUT = env_int("DNSAUDIT_REGISTRY_TIMEOUT", 15)
+DNSAUDIT_PROBE_TIMEOUT = env_int("DNSAUDIT_PROBE_TIMEOUT", 2)
+DNSAUDIT_KUBE_RETRY_BACKOFF = float(env_str("DNSAUDIT_KUBE_RETRY_BACKOFF", "0.5"))
+DNSAUDIT_EXEC_BUDGET = env_int("DNSAUDIT_EXEC_BUDGET", 120)
+# Keep a running scan going when the broker connection drops (Celery 6 flips this default).
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_BEAT_SCHEDULE = {
     "dispatch-periodic-scans": {"task": "clusters.tasks.dispatch_periodic_scans", "schedule": 60.0},
     "reap-dead-scans": {"task": "clusters.tasks.reap_dead_scans", "schedule": 60.0},

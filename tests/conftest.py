@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 
@@ -11,6 +12,22 @@ from tests.support import need
 # The project's HTTPS Kubernetes test API server: fakekube_server (session), fakekube, fakekube_fleet,
 # kubeconfig_file.
 pytest_plugins = ["dnsaudit.fakekube.pytest_fixtures"]
+
+
+def _closed_loopback_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# Nothing in the suite may leave the machine. HTTP(S) clients that honour proxy variables (requests, so
+# the registry client) are pointed at a closed loopback port, so a lookup of docker.io fails at once
+# instead of resolving a public name; loopback stays direct. Set before any test and inherited by the
+# subprocesses the tests start.
+_DEAD_PROXY = f"http://127.0.0.1:{_closed_loopback_port()}"
+for _var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+    os.environ[_var] = _DEAD_PROXY
+os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost,::1"
 
 
 @pytest.fixture

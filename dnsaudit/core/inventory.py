@@ -115,6 +115,8 @@ class Inventory:
     # (image ref, image_id or None, platform) for every container of every workload and pod.
     images: set[tuple[str, str | None, str]]
     pull_secrets: dict[str, set[str]]  # namespace -> secret names referenced by pods/templates
+    #: (namespace, kind, name) of each workload -> names of its Running pods (exec verification).
+    running_pods: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
 
 
 def _containers(pod_spec: Mapping, statuses: Mapping[str, str] | None = None) -> tuple[Container, ...]:
@@ -210,8 +212,16 @@ def build_inventory(
     images: set[tuple[str, str | None, str]] = set()
     pull_secrets: dict[str, set[str]] = defaultdict(set)
     workloads: list[Workload] = []
+    running_pods: dict[tuple[str, str, str], list[str]] = {}
     for (kind, ns, name), (obj, _) in sorted(tops.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2])):
         pods = pods_by_owner.get((kind, ns, name), [])
+        running = sorted(
+            _get(p, "metadata", "name")
+            for p in pods
+            if _get(p, "status", "phase") == "Running" and not _get(p, "metadata", "deletionTimestamp")
+        )
+        if running:
+            running_pods[(ns, kind, name)] = running
         if obj is not None and kind in POD_SPEC_PATH:
             spec = _pod_spec(obj, kind)
             labels = _get(obj, "metadata", "labels", default={}) or {}
@@ -270,4 +280,10 @@ def build_inventory(
                 replicas=replicas if isinstance(replicas, int) else None,
             )
         )
-    return Inventory(workloads=workloads, pods_seen=pods_seen, images=images, pull_secrets=dict(pull_secrets))
+    return Inventory(
+        workloads=workloads,
+        pods_seen=pods_seen,
+        images=images,
+        pull_secrets=dict(pull_secrets),
+        running_pods=running_pods,
+    )
