@@ -30,6 +30,15 @@ for _var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROX
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost,::1"
 
 
+@pytest.fixture(autouse=True)
+def _scans_in_process_unless_celery(request):
+    """REDIS_URL is set for the whole suite (the test command starts Redis), which would send every scan
+    to a broker no worker listens on. Scans run in-process, as in the embedded mode, except in tests
+    marked ``celery``, which start a real worker and point the Celery app at the broker themselves."""
+    if request.node.get_closest_marker("celery") is None:
+        request.getfixturevalue("settings").CELERY_BROKER_URL = ""
+
+
 @pytest.fixture
 def redis_url() -> str:
     url = os.environ.get("REDIS_URL", "")

@@ -836,6 +836,12 @@ def infer_from_reference(ref: str) -> LibcVerdict:
                 else ""
             )
         )
+    elif "musl" in tag_l or last.endswith("-musl"):
+        v.libc = "musl"
+        v.evidence.append(f"reference {ref!r} names a musl variant (musl version unknown)")
+    elif ("wolfi" in name or "chainguard" in name or name.startswith("cgr.dev/")) and last == "static":
+        v.libc, v.os_id = "static", "wolfi"
+        v.evidence.append(f"reference {ref!r} names Chainguard's static base: static binaries only")
     elif "wolfi" in name or "chainguard" in name or name.startswith("cgr.dev/"):
         v.libc, v.os_id = "glibc", "wolfi"
         v.evidence.append(f"reference {ref!r} names a Wolfi/Chainguard image (apk with glibc)")
@@ -851,9 +857,33 @@ def infer_from_reference(ref: str) -> LibcVerdict:
             (os_ for c, os_ in _CODENAMES.items() if c in tag_l), None
         )
         v.evidence.append(f"reference {ref!r} names a glibc distribution")
+    elif _is_docker_library(name) and last in _DEBIAN_DEFAULT_OFFICIAL:
+        # Docker's official images build their default and -slim variants on Debian; the musl ones
+        # say -alpine in the tag (handled above).
+        v.libc, v.os_id = "glibc", "debian"
+        v.evidence.append(
+            f"reference {ref!r} names the official {last} image without an -alpine tag: its default and "
+            "-slim variants are Debian-based (glibc)"
+        )
     else:
         v.evidence.append(f"reference {ref!r} says nothing about its libc")
     return v
+
+
+def _is_docker_library(name: str) -> bool:
+    """``python``, ``library/python``, ``docker.io/library/python``: Docker's official images."""
+    parts = name.split("/")
+    if len(parts) == 1:
+        return True
+    if len(parts) == 2:
+        return parts[0] == "library"
+    return parts[0] in ("docker.io", "index.docker.io", "registry-1.docker.io") and parts[1] == "library"
+
+
+_DEBIAN_DEFAULT_OFFICIAL = frozenset(
+    {"python", "node", "golang", "ruby", "php", "perl", "postgres", "redis", "nginx", "httpd",
+     "memcached", "haproxy", "openjdk", "gcc", "buildpack-deps", "rust", "erlang", "elixir"}
+)  # fmt: skip
 
 
 _GLIBC_IMAGE_NAMES = {

@@ -59,7 +59,3 @@ def upstream_dns():
     yield start
     for s in servers:
         s.stop()
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "celery: runs a real Celery worker against a real Redis")

@@ -47,10 +47,11 @@ OPENSTACK_PROD = {
     # dnsPolicy Default / hostNetwork+ClusterFirst: the node file, ndots 1, so example.com is asked as-is.
     "kube-system/Deployment/coredns": ("safe", "none"),
     "kube-system/DaemonSet/kube-proxy": ("safe", "none"),
-    # The name does not reveal the libc and the pod's resolv.conf breaks musl: unknown.
-    "payments/StatefulSet/ledger-db": ("unknown", "kubelet"),  # postgres:16
-    "data/CronJob/report-export": ("unknown", "kubelet"),  # suspended CronJob, python:3.12-slim
-    "default/Pod/dns-debug": ("unknown", "kubelet"),  # bare Pod, busybox:1.36-musl
+    # Official images without -alpine are Debian (glibc): safe whatever the search list.
+    "payments/StatefulSet/ledger-db": ("safe", "none"),  # postgres:16
+    "data/CronJob/report-export": ("safe", "none"),  # suspended CronJob, python:3.12-slim
+    # A -musl tag is musl: the bare debugging Pod breaks like the Alpine workloads.
+    "default/Pod/dns-debug": ("affected", "kubelet"),  # bare Pod, busybox:1.36-musl
     "kyverno/Deployment/kyverno-admission-controller": ("unknown", "kubelet"),
 }
 

@@ -1,0 +1,256 @@
+"""One measured operation in a fresh process; prints one JSON line (the parent reads the last one).
+
+    python bench/scan_child.py list KUBECONFIG [--resources pods,nodes,...]
+    python bench/scan_child.py scan SCAN_ID [--profile PATH]
+
+``list``: the raw paginated listing with the scanner's own client (``KubeClient.iter_list``), timed.
+``BENCH_EXPERIMENT`` runs either under a proposed change (see ``_maybe_freeze``).
+``scan``: ``clusters.scanning.execute_scan`` (claim, read, audit, save), timed, with the time and RSS at
+each stage change (the scan's own progress stages) and the process's peak RSS (VmHWM). Registry calls
+are intercepted by ``bench/guard.py`` and counted as cache misses. ``--profile`` writes cProfile stats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+
+def _rss_mb(field: str) -> float:
+    text = Path("/proc/self/status").read_text()
+    m = re.search(rf"^{field}:\s+(\d+)\s+kB", text, re.M)
+    return int(m.group(1)) / 1024 if m else float("nan")
+
+
+def do_list(kubeconfig: str, resources: list[str]) -> dict:
+    from dnsaudit.boundary.kube import KubeClient
+    from dnsaudit.core.kubeconfig import parse_kubeconfig
+
+    parsed = parse_kubeconfig(Path(kubeconfig).read_text())
+    ctx = parsed.context(parsed.default_context())
+    _warm_client(ctx)
+    _maybe_freeze("list")
+    baseline = _rss_mb("VmRSS")
+    counts: dict[str, int] = {}
+    per: dict[str, float] = {}
+    cpu0 = _cpu()
+    t0 = time.perf_counter()
+    with _gc_paused(), KubeClient.from_context(ctx, timeout=60) as client:
+        for resource in resources:
+            n = 0
+            t = time.perf_counter()
+            for _ in client.iter_list(resource):
+                n += 1
+            counts[resource] = n
+            per[resource] = time.perf_counter() - t
+    seconds = time.perf_counter() - t0
+    return {
+        "seconds": seconds,
+        "cpu_seconds": _cpu() - cpu0,
+        "counts": counts,
+        "seconds_per_resource": per,
+        "rss_baseline_mb": baseline,
+        "peak_rss_mb": _rss_mb("VmHWM"),
+    }
+
+
+def _warm_client(ctx) -> None:
+    """Build and close one client: the first one in a process costs ~0.4 s of one-off set-up in the
+    kubernetes package, which a long-running worker pays once, not per scan."""
+    from dnsaudit.boundary.kube import KubeClient
+
+    KubeClient.from_context(ctx).close()
+
+
+def _experiments() -> set[str]:
+    return set(filter(None, os.environ.get("BENCH_EXPERIMENT", "").split(",")))
+
+
+def _maybe_freeze(mode: str) -> None:
+    """Experiments the benchmark reports next to the plain figures (``BENCH_EXPERIMENT``, comma-separated):
+
+    * ``freeze``: ``gc.freeze()`` after imports — everything allocated so far (the kubernetes package alone
+      is hundreds of thousands of objects) leaves the cyclic collector's reach, as a worker could do once
+      after start-up;
+    * ``nogc``: the cyclic collector paused for the measured operation (JSON from the API is acyclic);
+    * ``slim``: pods reduced to the fields the inventory reads as they stream in (``slim_pod``), the
+      proposed change to ``clusters/scanning.py``/``dnsaudit/core/inventory.py``.
+    """
+    import gc
+
+    flags = _experiments()
+    if "freeze" in flags:
+        gc.collect()
+        gc.freeze()
+    if "slim" in flags and mode == "scan":  # the raw listing (a') stays raw
+        from dnsaudit.boundary.kube import KubeClient
+
+        original = KubeClient.iter_list
+
+        def iter_list(self, resource, **kw):
+            items = original(self, resource, **kw)
+            return (slim_pod(p) for p in items) if resource == "pods" else items
+
+        KubeClient.iter_list = iter_list  # type: ignore[method-assign]
+
+
+def _gc_paused():
+    import contextlib
+    import gc
+
+    @contextlib.contextmanager
+    def paused():
+        if "nogc" not in _experiments():
+            yield
+            return
+        gc.disable()
+        try:
+            yield
+        finally:
+            gc.enable()
+
+    return paused()
+
+
+def slim_pod(pod: dict) -> dict:
+    """A pod with only what the inventory reads: identity, owners, labels, node, the pod-level DNS fields,
+    container names/images and their imageIDs (about 1/5 of a real pod's JSON)."""
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+
+    def names(items):
+        return [{"name": c.get("name", ""), "image": c.get("image", "")} for c in items or ()]
+
+    keep = ("nodeName", "dnsPolicy", "dnsConfig", "hostNetwork", "imagePullSecrets", "serviceAccountName")
+    return {
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "labels": meta.get("labels") or {},
+            "ownerReferences": [
+                {"kind": r.get("kind"), "name": r.get("name"), "controller": r.get("controller")}
+                for r in meta.get("ownerReferences") or ()
+            ],
+        },
+        "spec": {
+            **{k: spec[k] for k in keep if k in spec},
+            "containers": names(spec.get("containers")),
+            "initContainers": names(spec.get("initContainers")),
+        },
+        "status": {
+            "phase": status.get("phase"),
+            **{
+                k: [{"name": c.get("name", ""), "imageID": c.get("imageID", "")} for c in status.get(k) or ()]
+                for k in ("containerStatuses", "initContainerStatuses")
+            },
+        },
+    }
+
+
+def _cpu() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def do_scan(scan_id: int, profile: str | None) -> dict:
+    import django
+
+    django.setup()
+    import guard
+
+    guard.install()
+    # A worker imports these on its first scan and keeps them: import them before the clock starts, as
+    # the raw listing child does for its client, so (b) and (a) compare steady states.
+    import dnsaudit.boundary.dns
+    import dnsaudit.boundary.kube
+    import dnsaudit.boundary.registry
+    import dnsaudit.core.audit
+    import dnsaudit.core.inventory
+    import dnsaudit.core.kubelet  # noqa: F401
+    from clusters import registry, scanning
+    from clusters.models import Scan as _Scan
+
+    _warm_client(registry.load_context(_Scan.objects.select_related("cluster").get(pk=scan_id).cluster))
+    _maybe_freeze("scan")
+    from clusters.models import Scan
+
+    stages: list[dict] = []
+    t0 = time.perf_counter()
+    original = scanning.Progress.set
+
+    def recording_set(self, stage=None, **kw):
+        if stage is not None and (not stages or stages[-1]["stage"] != stage):
+            stages.append({"stage": stage, "at": time.perf_counter() - t0, "rss_mb": _rss_mb("VmRSS")})
+        return original(self, stage, **kw)
+
+    scanning.Progress.set = recording_set  # type: ignore[method-assign]
+    baseline = _rss_mb("VmRSS")
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    cpu0 = _cpu()
+    t0 = time.perf_counter()
+    with _gc_paused():
+        scan = scanning.execute_scan(scan_id, worker="bench")
+    seconds = time.perf_counter() - t0
+    cpu = _cpu() - cpu0
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    scan = Scan.objects.get(pk=scan_id) if scan is None else scan
+    # Durations per stage: from its start to the next stage's start (the last one ends with the scan).
+    for i, s in enumerate(stages):
+        end = stages[i + 1]["at"] if i + 1 < len(stages) else seconds
+        s["seconds"] = end - s["at"]
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "status": scan.status,
+        "error": scan.error,
+        "problems": scan.problems,
+        "pods_seen": scan.pods_seen,
+        "workloads": scan.workloads_total,
+        "affected": scan.affected,
+        "at_risk": scan.at_risk,
+        "safe": scan.safe,
+        "unknown": scan.unknown,
+        "images": scan.images_inspected,
+        "stages": stages,
+        "rss_baseline_mb": baseline,
+        "peak_rss_mb": _rss_mb("VmHWM"),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="mode", required=True)
+    lp = sub.add_parser("list")
+    lp.add_argument("kubeconfig")
+    lp.add_argument("--resources", default="pods")
+    sp = sub.add_parser("scan")
+    sp.add_argument("scan_id", type=int)
+    sp.add_argument("--profile")
+    args = ap.parse_args()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dnsaudit.settings")
+    if args.mode == "list":
+        out = do_list(args.kubeconfig, args.resources.split(","))
+    else:
+        out = do_scan(args.scan_id, args.profile)
+    print(json.dumps(out), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Smoke tests of the benchmarks: each runs ``bench/run.py --quick --only X`` end to end (its own
+throwaway PostgreSQL and Redis, the test API server, a real Celery worker, gunicorn and wrk) and checks
+the structure and sanity of what it reports. Timings are never asserted: benchmarks print figures,
+they do not pass or fail on them.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import need, need_binary
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _services() -> None:
+    need(
+        bool(glob.glob("/usr/lib/postgresql/*/bin/initdb")),
+        "PostgreSQL server binaries (apt-get install postgresql)",
+    )
+    need_binary("redis-server")
+
+
+def run_bench(name: str, tmp_path: Path) -> tuple[dict, str]:
+    """Run one quick benchmark in a fresh environment; return its JSON and its printed tables."""
+    out = tmp_path / "bench.json"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DNSAUDIT_BENCH_SERVICES", "DATABASE_URL", "REDIS_URL")
+    }
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "run.py"), "--quick", "--only", name, "--json-out", str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    data = json.loads(out.read_text())
+    assert data["quick"] is True
+    assert data["machine"]["nproc"] >= 1
+    assert data["machine"]["postgresql"], "the benchmark must run on PostgreSQL"
+    return data, proc.stdout
+
+
+@pytest.mark.services
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_scan_benchmark_lists_scans_and_reports_ratio_and_peak_rss(tmp_path):
+    _services()
+    data, printed = run_bench("scan", tmp_path)
+    r = data["scan"]
+    pods = r["cluster"]["pods"]  # the generated size (input), not a measurement
+    assert r["raw_list_pods"]["counts"] == {"pods": pods}
+    assert r["raw_list_everything"]["counts"]["pods"] == pods
+    scan = r["scan"]
+    assert scan["status"] == "succeeded", scan["error"] or scan["problems"]
+    assert scan["pods_seen"] == pods
+    assert scan["workloads"] == scan["affected"] + scan["at_risk"] + scan["safe"] + scan["unknown"] > 0
+    # The node search domain answers SERVFAIL and about a third of the images are musl: some are affected.
+    assert 0 < scan["affected"] < scan["workloads"]
+    assert r["cache_misses"] == 0, "the image cache must answer every image (no registry call)"
+    assert r["ratio"] == pytest.approx(scan["seconds"] / r["raw_list_pods"]["seconds"])
+    assert scan["peak_rss_mb"] >= scan["rss_baseline_mb"] > 0
+    stages = [s["stage"] for s in scan["stages"]]
+    for stage in ("workloads", "images", "audit", "saving"):
+        assert stage in stages
+    assert "(b)/(a)" in printed and "peak RSS" in printed
+
+
+@pytest.mark.services
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_fleet_benchmark_scans_every_cluster_through_a_celery_worker(tmp_path):
+    _services()
+    data, printed = run_bench("fleet", tmp_path)
+    r = data["fleet"]
+    clusters = r["cluster"]["clusters"]
+    assert len(r["single_seconds"]) == clusters
+    assert all(s > 0 for s in r["single_seconds"])
+    assert r["statuses"] == ["succeeded"], r["errors"]
+    assert r["pods_per_scan"] == r["cluster"]["pods"]
+    assert r["ratio"] == pytest.approx(r["fleet_seconds"] / (sum(r["single_seconds"]) / 2))
+    assert len([x for x in r["worker_children_peak_rss_mb"] if x]) == 2  # --concurrency 2
+    assert r["cache_misses"] == 0
+    assert "fleet / (sum / 2)" in printed
+
+
+@pytest.mark.services
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_dashboard_benchmark_measures_pages_queries_and_load(tmp_path):
+    _services()
+    need_binary("wrk")
+    data, printed = run_bench("dashboard", tmp_path)
+    r = data["dashboard"]
+    size = r["size"]
+    bulk = size["clusters"] * size["scans_per_cluster"] * size["rows_per_scan"]
+    assert r["rows"] == bulk + 2 * 20 + r["template_rows"]
+    assert r["statuses"] == [200]
+    assert r["table_fragment"]["n"] == size["requests"]
+    for key in ("table_fragment", "report_page", "fleet_overview"):
+        assert 0 < r[key]["p50"] <= r[key]["p95"] <= r[key]["max"]
+    for per_params in r["queries"].values():
+        assert len(per_params) >= 10 and "(none)" in per_params
+        assert all(v["small"] > 0 and v["large"] > 0 for v in per_params.values())
+    load = r["load"]
+    assert load["requests"] > 0
+    assert load["non200"] == 0, "every load request must be an authenticated 200 (session cookie)"
+    assert 0 < load["p50_us"] <= load["p95_us"] <= load["p99_us"]
+    assert "latency p95" in printed
