@@ -138,6 +138,21 @@ class NodePoolResult(models.Model):
     class Meta:
         ordering = ["name"]
 
+    def __str__(self) -> str:
+        return f"pool {self.name} of scan {self.scan_id}"
+
+
+class BulkJSONField(models.JSONField):
+    """A JSONField that PostgreSQL bulk-inserts with a plain multi-row INSERT.
+
+    Django 5.2 bulk-inserts on PostgreSQL through ``UNNEST(%s::jsonb[])``, which makes psycopg escape every
+    quote of every JSON document into an array literal in Python: saving 400 workloads of ~20 KB took
+    0.55 s instead of 0.20 s (bench/). A field with its own placeholder opts out of UNNEST.
+    """
+
+    def get_placeholder(self, value, compiler, connection) -> str:
+        return "%s"
+
 
 class WorkloadResult(models.Model):
     RISKS = ("affected", "at-risk", "safe", "unknown")
@@ -153,8 +168,8 @@ class WorkloadResult(models.Model):
     recommended = models.CharField(max_length=16, blank=True)
     dns_policy = models.CharField(max_length=32, blank=True)
     host_network = models.BooleanField(default=False)
-    report = models.JSONField(help_text="the workload in the shared report schema")
-    detail = models.JSONField(default=dict, help_text="traces, patches and evidence for the workload page")
+    report = BulkJSONField(help_text="the workload in the shared report schema")
+    detail = BulkJSONField(default=dict, help_text="traces, patches and evidence for the workload page")
     search_text = models.CharField(max_length=1024, blank=True)
 
     class Meta:
@@ -179,6 +194,9 @@ class ImageVerdict(models.Model):
     confidence = models.CharField(max_length=16)
     inspected_at = models.DateTimeField(default=timezone.now)
 
+    def __str__(self) -> str:
+        return self.key
+
 
 class ApiToken(models.Model):
     """Per-user API token. Only a SHA-256 of the token is stored; the token is shown once."""
@@ -189,6 +207,9 @@ class ApiToken(models.Model):
     digest = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
 
     @staticmethod
     def hash(token: str) -> str:

@@ -139,6 +139,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)  # collectstatic fills it in production; whitenoise wants it to exist
+WHITENOISE_USE_FINDERS = DEBUG  # development serves static/ without collectstatic
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
 # --- Celery: a broker means real workers; none means scans run in a thread of this process.
