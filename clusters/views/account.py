@@ -18,14 +18,17 @@ MAX_TOKENS_PER_USER = 20
 @require_role("viewer")
 def api_tokens(request: HttpRequest) -> HttpResponse:
     form = ApiTokenForm(request.POST if request.method == "POST" else None)
-    new_token = None
+    # Post/redirect/get: the new token rides in the session for exactly one page view, so a refresh
+    # neither re-submits the form (a second token) nor shows the token again.
+    new_token = request.session.pop("dnsaudit_new_token", None) if request.method == "GET" else None
     tokens = ApiToken.objects.filter(user=request.user).order_by("-created_at")
     if request.method == "POST" and form.is_valid():
         if tokens.count() >= MAX_TOKENS_PER_USER:
             form.add_error(None, f"at most {MAX_TOKENS_PER_USER} tokens per user; revoke one first")
         else:
-            _, new_token = ApiToken.issue(request.user, form.cleaned_data["name"])
-            form = ApiTokenForm()
+            _, token = ApiToken.issue(request.user, form.cleaned_data["name"])
+            request.session["dnsaudit_new_token"] = token
+            return redirect("clusters:tokens")
     response = render(
         request,
         "clusters/tokens.html",
