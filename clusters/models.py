@@ -27,7 +27,9 @@ class Cluster(models.Model):
     context = models.CharField(max_length=253)
     server = models.CharField(max_length=2048)
     kubeconfig_encrypted = models.TextField(help_text="Fernet token of the minimal one-context kubeconfig")
-    summary = models.JSONField(default=dict, help_text="sanitized: server, context, user, auth kind, CA fingerprint")
+    summary = models.JSONField(
+        default=dict, help_text="sanitized: server, context, user, auth kind, CA fingerprint"
+    )
     notes = models.TextField(blank=True)
     is_demo = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -41,8 +43,12 @@ class Cluster(models.Model):
     node_resolv_conf = models.TextField(
         blank=True, help_text="content of the nodes' resolv.conf (the file the kubelet reads), if known"
     )
-    pool_resolv_conf = models.JSONField(default=dict, blank=True, help_text="per node pool: resolv.conf content")
-    cluster_dns = models.JSONField(default=list, blank=True, help_text="assumed kubelet clusterDNS when configz is unreadable")
+    pool_resolv_conf = models.JSONField(
+        default=dict, blank=True, help_text="per node pool: resolv.conf content"
+    )
+    cluster_dns = models.JSONField(
+        default=list, blank=True, help_text="assumed kubelet clusterDNS when configz is unreadable"
+    )
     cluster_domain = models.CharField(max_length=253, default="cluster.local")
 
     class Meta:
@@ -68,7 +74,9 @@ class Scan(models.Model):
     cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="scans")
     status = models.CharField(max_length=16, choices=STATUS_CHOICES, default=QUEUED)
     trigger = models.CharField(max_length=16, choices=TRIGGER_CHOICES, default="manual")
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -88,14 +96,18 @@ class Scan(models.Model):
     images_inspected = models.PositiveIntegerField(default=0)
     # What could not be read: [{"fact": ..., "error": ..., "impact": ...}]
     problems = models.JSONField(default=list, blank=True)
-    facts = models.JSONField(default=dict, blank=True, help_text="cluster-level facts: coredns, kyverno, version")
+    facts = models.JSONField(
+        default=dict, blank=True, help_text="cluster-level facts: coredns, kyverno, version"
+    )
     error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
         constraints = [
             models.UniqueConstraint(
-                fields=["cluster"], condition=Q(status__in=("queued", "running")), name="one_active_scan_per_cluster"
+                fields=["cluster"],
+                condition=Q(status__in=("queued", "running")),
+                name="one_active_scan_per_cluster",
             )
         ]
         indexes = [models.Index(fields=["cluster", "status", "-finished_at"], name="scan_cluster_status")]
