@@ -565,6 +565,34 @@ def _coredns_facts(client, problems) -> dict:
     return facts
 
 
+def _service_account_pull_secrets(client, inv, problems) -> list[tuple[str, str]]:
+    """``(namespace, secret)`` for the imagePullSecrets of the service accounts the workloads run as."""
+    from dnsaudit.boundary.kube import KubeError
+
+    if not inv.service_accounts:
+        return []
+    try:
+        accounts = _retry(lambda: list(client.iter_list("serviceaccounts")))
+    except KubeError as exc:
+        problems.append(
+            _problem(
+                "service accounts",
+                str(exc),
+                "pull secrets attached to service accounts were not used: private images whose pods name no "
+                "imagePullSecrets of their own were inspected anonymously",
+            )
+        )
+        return []
+    out = []
+    for sa in accounts:
+        meta = sa.get("metadata") or {}
+        if meta.get("name") in inv.service_accounts.get(meta.get("namespace"), ()):
+            out.extend(
+                (meta["namespace"], s["name"]) for s in sa.get("imagePullSecrets") or () if s.get("name")
+            )
+    return out
+
+
 def _inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
     """One verdict per distinct image (by digest when known), cached in the database across clusters."""
     from dnsaudit.boundary.kube import KubeError
@@ -572,7 +600,10 @@ def _inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
 
     credentials: dict = {}
     denied = False
-    for ns, names in inv.pull_secrets.items():
+    secret_names = {ns: set(names) for ns, names in inv.pull_secrets.items()}
+    for ns, name in _service_account_pull_secrets(client, inv, problems):
+        secret_names.setdefault(ns, set()).add(name)
+    for ns, names in sorted(secret_names.items()):
         for secret_name in names:
             try:
                 secret = client.read_secret(ns, secret_name)

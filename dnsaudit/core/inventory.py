@@ -159,6 +159,8 @@ class Inventory:
     # (image ref, image_id or None, platform) for every container of every workload and pod.
     images: set[tuple[str, str | None, str]]
     pull_secrets: dict[str, set[str]]  # namespace -> secret names referenced by pods/templates
+    #: namespace -> service accounts the pods/templates run as (their imagePullSecrets count too).
+    service_accounts: dict[str, set[str]] = field(default_factory=dict)
     #: (namespace, kind, name) of each workload -> names of its Running pods (exec verification).
     running_pods: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
 
@@ -255,6 +257,7 @@ def build_inventory(
 
     images: set[tuple[str, str | None, str]] = set()
     pull_secrets: dict[str, set[str]] = defaultdict(set)
+    service_accounts: dict[str, set[str]] = defaultdict(set)
     workloads: list[Workload] = []
     running_pods: dict[tuple[str, str, str], list[str]] = {}
     for (kind, ns, name), (obj, _) in sorted(tops.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2])):
@@ -307,6 +310,7 @@ def build_inventory(
         for secret in spec.get("imagePullSecrets") or ():
             if secret.get("name"):
                 pull_secrets[ns].add(secret["name"])
+        service_accounts[ns].add(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")
         replicas = _get(obj, "spec", "replicas") if obj is not None else None
         workloads.append(
             Workload(
@@ -329,5 +333,6 @@ def build_inventory(
         pods_seen=pods_seen,
         images=images,
         pull_secrets=dict(pull_secrets),
+        service_accounts=dict(service_accounts),
         running_pods=running_pods,
     )
