@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
 
 from ..access import require_role
 from ..models import Cluster, NodePoolResult, Scan, WorkloadResult
@@ -45,6 +48,20 @@ SORTS = {
     "remediation": ("recommended", "namespace", "kind", "name"),
 }
 DEFAULT_SORT = "risk"
+
+#: The sortable columns of the workloads table: ``?sort=`` key -> header label.
+SORT_LABELS = {
+    "name": "Workload",
+    "namespace": "Namespace",
+    "kind": "Kind",
+    "risk": "Risk",
+    "libc": "libc",
+    "remediation": "Recommended fix",
+}
+
+# Attributes every table link carries: htmx swaps only the table and pushes the URL; the href stays for
+# no-JS use, middle-click and sharing.
+HX_LINK = 'hx-target="#workloads" hx-swap="outerHTML" hx-push-url="true"'
 
 # Columns the table shows; ``report`` and ``detail`` (large JSON) are never loaded for a list.
 LIST_FIELDS = (
@@ -142,6 +159,59 @@ def filter_choices(scan: Scan) -> dict[str, list[str]]:
     return choices
 
 
+def query_with(params: QueryDict, **changes) -> str:
+    """``params`` with ``changes`` applied (``None`` removes a key) as ``?...``, like ``{% querystring %}``.
+
+    Computed here because the template tag costs a template node and a context lookup per link, and the
+    table has up to ten links per render.
+    """
+    updated = params.copy()
+    for key, value in changes.items():
+        if value is None:
+            updated.pop(key, None)
+        else:
+            updated[key] = value
+    if not updated and not params:
+        return ""
+    return f"?{updated.urlencode()}"
+
+
+def sort_headers(params: QueryDict, state: TableState) -> dict[str, SafeString]:
+    """Sort key -> the ``<th>`` of that column: a link (href and hx-get) sorting by it, ``aria-sort`` on the
+    current column, whose link reverses the order; the arrow beside the label is decorative."""
+    headers = {}
+    for key, label in SORT_LABELS.items():
+        current = state.sort == key
+        href = query_with(params, sort=f"-{key}" if current and not state.descending else key, page=None)
+        aria, arrow = "", ""
+        if current:
+            direction = "descending" if state.descending else "ascending"
+            aria = format_html(' aria-sort="{}"', direction)
+            arrow = format_html(' <span aria-hidden="true">{}</span>', "▼" if state.descending else "▲")
+        headers[key] = format_html(
+            '<th scope="col"{}><a href="{}" hx-get="{}" {}>{}{}</a></th>',
+            aria,
+            href,
+            href,
+            mark_safe(HX_LINK),  # noqa: S308 - a constant
+            label,
+            arrow,
+        )
+    return headers
+
+
+def pager_links(params: QueryDict, page) -> dict[str, str]:
+    """The query strings of the first/previous/next/last pages (only those that exist), keeping the filters."""
+    links = {}
+    if page.has_previous():
+        links["first"] = query_with(params, page=1)
+        links["previous"] = query_with(params, page=page.previous_page_number())
+    if page.has_next():
+        links["next"] = query_with(params, page=page.next_page_number())
+        links["last"] = query_with(params, page=page.paginator.num_pages)
+    return links
+
+
 def workloads_table_context(request: HttpRequest, cluster: Cluster, scan: Scan | None) -> dict:
     state = parse_table_state(request.GET)
     if scan is None:
@@ -154,6 +224,8 @@ def workloads_table_context(request: HttpRequest, cluster: Cluster, scan: Scan |
         "choices": filter_choices(scan),
         "sorts": SORTS,
         "table_url": reverse("clusters:report", args=[cluster.name]),
+        "sort_headers": sort_headers(request.GET, state),
+        "pager": pager_links(request.GET, page) if page.paginator.num_pages > 1 else {},
     }
 
 
@@ -176,6 +248,28 @@ def scan_diff(scan: Scan) -> dict | None:
         if not scan.is_active:
             cache.set(key, diff, 3600)
     return {"previous": previous, **diff}
+
+
+def pools_section(scan: Scan) -> SafeString:
+    """The rendered node-pool section of ``scan`` (settings, node resolv.conf, probe matrix).
+
+    It depends on the scan alone (no user, no query string), and a finished scan's pools never change — the
+    scanner writes them in the same transaction that finishes the scan — so it is rendered once per finished
+    scan and cached. An active scan's section is rendered every time.
+    """
+    key = f"dnsaudit:pools-html:{scan.pk}"
+    cacheable = not scan.is_active
+    if cacheable:
+        cached = cache.get(key)
+        if cached is not None:
+            return mark_safe(cached)  # noqa: S308 - our own rendered (autoescaped) template
+    pools = NodePoolResult.objects.filter(scan=scan)
+    html = render_to_string(
+        "clusters/_pools.html", {"pools": [{"pool": p, "matrix": probe_matrix(p)} for p in pools]}
+    )
+    if cacheable:
+        cache.set(key, str(html), 3600)
+    return mark_safe(html)  # noqa: S308 - as above
 
 
 def probe_matrix(pool: NodePoolResult) -> dict:
@@ -211,7 +305,6 @@ def cluster_report(request: HttpRequest, name: str) -> HttpResponse:
     history = list(Scan.objects.filter(cluster=cluster).select_related("requested_by")[:HISTORY_LENGTH])
     active = next((s for s in history if s.is_active), None)
     latest = history[0] if history else None
-    pools = list(NodePoolResult.objects.filter(scan=scan)) if scan else []
     context = {
         "cluster": cluster,
         "scan": scan,
@@ -219,7 +312,7 @@ def cluster_report(request: HttpRequest, name: str) -> HttpResponse:
         "active": active,
         "latest_failed": latest if latest and latest.status == Scan.FAILED else None,
         "history": history,
-        "pools": [{"pool": p, "matrix": probe_matrix(p)} for p in pools],
+        "pools_html": pools_section(scan) if scan else "",
         "diff": scan_diff(scan) if scan else None,
         "cluster_fixes": cluster_artifacts(scan.facts) if scan else [],
         **table,

@@ -20,7 +20,7 @@ from dnsaudit.fakekube.pytest_fixtures import (  # noqa: F401
     fakekube_server,
     kubeconfig_file,
 )
-from tests.registry.conftest import registry  # noqa: F401
+from tests.registry.conftest import basic_registry, registry  # noqa: F401
 from tests.scans.helpers import upstream_rules
 from tests.support import free_port
 

@@ -9,13 +9,13 @@ from clusters.models import Scan
 from dnsaudit import imagebuild
 from dnsaudit.fakekube import objects as o
 from dnsaudit.fakekube.objects import C, NodeInfo, Placement, PodOpts
-from tests.registry.conftest import PASSWORD, USER, basic_registry  # noqa: F401
+from tests.registry.conftest import PASSWORD, USER
 from tests.scans.helpers import register, rows, run_scan, single_pool_spec
 
 pytestmark = pytest.mark.django_db
 
 
-def private_cluster(fakekube, basic_registry, *, with_secret: bool):  # noqa: F811
+def private_cluster(fakekube, basic_registry, *, with_secret: bool):
     push = imagebuild.Pusher(basic_registry.url, auth=(USER, PASSWORD))
     digest, _ = push.image("team/private-app", "2.0", imagebuild.alpine("1.2.3-r4", "3.16.9"))
     ref = f"{basic_registry.host}/team/private-app:2.0"
@@ -36,7 +36,7 @@ def private_cluster(fakekube, basic_registry, *, with_secret: bool):  # noqa: F8
     return objs, nodes
 
 
-def test_private_image_is_read_with_the_service_accounts_pull_secret(fakekube, basic_registry, upstream_dns):  # noqa: F811
+def test_private_image_is_read_with_the_service_accounts_pull_secret(fakekube, basic_registry, upstream_dns):
     objs, nodes = private_cluster(fakekube, basic_registry, with_secret=True)
     spec = single_pool_spec(objs, nodes)
     cluster = register(fakekube.default, spec, upstream_dns(spec), user="admin", name="private")
@@ -53,7 +53,7 @@ def test_private_image_is_read_with_the_service_accounts_pull_secret(fakekube, b
 
 def test_without_credentials_the_verdict_is_inferred_and_the_error_kept(
     fakekube, basic_registry, upstream_dns
-):  # noqa: F811
+):
     objs, nodes = private_cluster(fakekube, basic_registry, with_secret=False)
     spec = single_pool_spec(objs, nodes)
     cluster = register(fakekube.default, spec, upstream_dns(spec), user="admin", name="private-anon")
