@@ -70,7 +70,10 @@ class ClusterSettingsForm(forms.ModelForm):
     probe_nameservers_text = forms.CharField(
         required=False,
         label="Probe nameservers",
-        help_text="host or host:port, one per line; empty = the cluster DNS service",
+        help_text=(
+            "host or host:port the worker can reach (usually the nodes' upstream resolver), one per line; "
+            "empty = no probes, so unprobed search domains stay at-risk rather than confirmed affected"
+        ),
         widget=forms.Textarea(attrs={"rows": 2, "class": "mono"}),
     )
     probe_names_text = forms.CharField(

@@ -52,6 +52,8 @@ def request_scan(
     ``dispatch_now=False`` leaves the queued scan for the caller to run (``manage.py scan`` without a
     broker runs it in the foreground instead of a thread that would die with the command).
     """
+    # A scan whose worker died (or, without a broker, whose process exited) must not block new scans.
+    reap_dead_scans()
     active = cluster.active_scan()
     if active:
         return active, False
@@ -138,6 +140,7 @@ class Progress:
     """Writes stage and counters to the scan row, at most a few times a second."""
 
     scan_id: int
+    worker: str | None = None
     last: float = 0.0
     done: int = 0
     total: int = 0
@@ -170,7 +173,10 @@ class Progress:
                 "progress_total": self.total,
                 "heartbeat_at": timezone.now(),
             }
-        Scan.objects.filter(pk=self.scan_id, status=Scan.RUNNING).update(**values)
+        mine = Scan.objects.filter(pk=self.scan_id, status=Scan.RUNNING)
+        if self.worker is not None:
+            mine = mine.filter(worker=self.worker)
+        mine.update(**values)
 
     def step(self, n: int = 1) -> None:
         with self.lock:
@@ -180,33 +186,37 @@ class Progress:
 
 def execute_scan(scan_id: int, *, worker: str = "", client_factory: Callable | None = None) -> Scan | None:
     """Run scan ``scan_id`` to the end. Returns the scan, or None when it was not ours to run."""
+    # Unique per run: every later write is conditional on still being this run's scan, so a worker that
+    # lost its claim (declared dead, re-claimed elsewhere) can never overwrite or double the result.
+    worker = f"{worker or socket.gethostname()}#{secrets.token_hex(3)}"
     if not claim(scan_id, worker):
         log.info("scan %s not claimed (gone, finished or running elsewhere)", scan_id)
         return None
     scan = Scan.objects.select_related("cluster").get(pk=scan_id)
-    progress = Progress(scan_id)
+    progress = Progress(scan_id, worker=worker)
+    from celery.exceptions import SoftTimeLimitExceeded
+
     try:
         result = collect_and_audit(scan.cluster, progress, client_factory=client_factory)
+        progress.set("saving")
+        return _save(scan_id, result, worker)
     except ScanAborted as exc:
-        return _finish_failed(scan_id, str(exc))
+        return _finish_failed(scan_id, str(exc), worker)
+    except SoftTimeLimitExceeded:
+        # End the scan cleanly with what it means (the save transaction, if it was open, rolled back).
+        return _finish_failed(
+            scan_id, "the scan hit its time limit and was stopped; the previous report is kept", worker
+        )
     except Exception as exc:
-        # SoftTimeLimitExceeded lands here too: end the scan cleanly with what it means.
-        from celery.exceptions import SoftTimeLimitExceeded
-
-        if isinstance(exc, SoftTimeLimitExceeded):
-            return _finish_failed(
-                scan_id, "the scan hit its time limit and was stopped; the previous report is kept"
-            )
         log.exception("scan %s failed", scan_id)
-        return _finish_failed(scan_id, f"internal error: {type(exc).__name__}: {exc}")
-    progress.set("saving")
-    return _save(scan_id, result)
+        return _finish_failed(scan_id, f"internal error: {type(exc).__name__}: {exc}", worker)
 
 
-def _finish_failed(scan_id: int, message: str) -> Scan:
-    Scan.objects.filter(pk=scan_id, status=Scan.RUNNING).update(
-        status=Scan.FAILED, error=message, finished_at=timezone.now(), stage="failed"
-    )
+def _finish_failed(scan_id: int, message: str, worker: str | None = None) -> Scan:
+    mine = Scan.objects.filter(pk=scan_id, status=Scan.RUNNING)
+    if worker is not None:
+        mine = mine.filter(worker=worker)
+    mine.update(status=Scan.FAILED, error=message, finished_at=timezone.now(), stage="failed")
     scan = Scan.objects.select_related("cluster").get(pk=scan_id)
     # Failed scans count towards the kept history too (the last good report is always kept).
     prune_scans(scan.cluster)
@@ -265,7 +275,7 @@ def _retry(fn: Callable[[], T], attempts: int = KUBE_ATTEMPTS) -> T:
         except KubeError as exc:
             if not exc.transient or attempt >= attempts:
                 raise
-            log.warning("transient API error (attempt %d/%d), retrying: %s", attempt, attempts, exc)
+            log.info("transient API error (attempt %d/%d), retrying: %s", attempt, attempts, exc)
             time.sleep(backoff * 2 ** (attempt - 1))
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -762,7 +772,7 @@ def _summary_libc(report: dict) -> tuple[str, str]:
     return libc, versions[0] if versions else ""
 
 
-def _save(scan_id: int, result: ScanResult) -> Scan:
+def _save(scan_id: int, result: ScanResult, worker: str | None = None) -> Scan:
     """Write the whole report in one transaction, then prune old scans."""
     counts = {"affected": 0, "at-risk": 0, "safe": 0, "unknown": 0}
     rows: list[WorkloadResult] = []
@@ -798,8 +808,12 @@ def _save(scan_id: int, result: ScanResult) -> Scan:
     pool_rows = [_pool_row(scan_id, pool, result.probes) for pool in result.pools]
     status = Scan.PARTIAL if result.problems else Scan.SUCCEEDED
     with transaction.atomic():
-        if not Scan.objects.filter(pk=scan_id, status=Scan.RUNNING).exists():
-            # The reaper declared us dead meanwhile; do not resurrect a finished record.
+        # The first statement locks the scan row (UPDATE) and checks it is still ours: a reaper that
+        # declared us dead, or a second worker that re-claimed the scan, wins and we write nothing.
+        mine = Scan.objects.filter(pk=scan_id, status=Scan.RUNNING)
+        if worker is not None:
+            mine = mine.filter(worker=worker)
+        if not mine.update(stage="saving", heartbeat_at=timezone.now()):
             return Scan.objects.get(pk=scan_id)
         NodePoolResult.objects.filter(scan_id=scan_id).delete()
         WorkloadResult.objects.filter(scan_id=scan_id).delete()
@@ -829,6 +843,7 @@ def _save(scan_id: int, result: ScanResult) -> Scan:
 
 def _pool_row(scan_id: int, pool: NodePool, probes: list[ProbeResult]) -> NodePoolResult:
     from dnsaudit.core.kubelet import parse_node_resolv_conf
+    from dnsaudit.core.resolver import search_step
 
     searches = []
     if pool.node_resolv_conf:
@@ -854,13 +869,9 @@ def _pool_row(scan_id: int, pool: NodePool, probes: list[ProbeResult]) -> NodePo
                     "server": p.server,
                     "a": p.a.label,
                     "aaaa": p.aaaa.label,
-                    "musl": "continues"
-                    if (p.a.rcode == "NXDOMAIN" or p.aaaa.rcode == "NXDOMAIN")
-                    else "stops",
-                    "glibc": "stops"
-                    if any(x.rcode in ("REFUSED", "NOTIMP", "FORMERR", None) for x in (p.a, p.aaaa))
-                    and not any(x.addresses for x in (p.a, p.aaaa))
-                    else "continues",
+                    # The same simulation as the verdicts (musl >= 1.2.1 pairing, glibc 2.36).
+                    "musl": search_step(p.a, p.aaaa, "musl"),
+                    "glibc": search_step(p.a, p.aaaa, "glibc"),
                 }
             )
     return NodePoolResult(
@@ -909,7 +920,10 @@ def reap_dead_scans(now=None) -> int:
             "previous report is kept. The next scan runs normally."
         ),
     )
-    never = now - timedelta(seconds=settings.DNSAUDIT_SCAN_QUEUED_TIMEOUT)
+    # Without a broker a queued scan starts within a second in a thread of the process that queued
+    # it; one still queued after two minutes belongs to a process that is gone.
+    queued_timeout = settings.DNSAUDIT_SCAN_QUEUED_TIMEOUT if settings.CELERY_BROKER_URL else 120
+    never = now - timedelta(seconds=min(settings.DNSAUDIT_SCAN_QUEUED_TIMEOUT, queued_timeout))
     lost = Scan.objects.filter(status=Scan.QUEUED, created_at__lt=never).update(
         status=Scan.FAILED,
         finished_at=now,
@@ -917,6 +931,27 @@ def reap_dead_scans(now=None) -> int:
         error="no worker picked this scan up in time: is a Celery worker running and connected to the broker?",
     )
     return dead + lost
+
+
+def start_in_process_scheduler(interval: float = 60.0) -> threading.Thread:
+    """Without a broker there is no celery beat: a daemon thread reaps dead scans and starts the
+    periodic scans of clusters with a scan interval, every ``interval`` seconds."""
+
+    def loop() -> None:
+        while True:
+            try:
+                reap_dead_scans()
+                for cluster in due_clusters():
+                    request_scan(cluster, trigger="schedule")
+            except Exception:
+                log.exception("in-process scheduler tick failed")
+            finally:
+                connections.close_all()
+            time.sleep(interval)
+
+    thread = threading.Thread(target=loop, name="dnsaudit-scheduler", daemon=True)
+    thread.start()
+    return thread
 
 
 def due_clusters(now=None) -> list[Cluster]:

@@ -73,6 +73,9 @@ def _report_scan(request: HttpRequest, cluster: Cluster) -> Scan:
     scan = chosen_scan(cluster, request.GET.get("scan"))
     if scan is None:
         raise Http404("this cluster has no finished scan yet")
+    if scan.status not in Scan.FINISHED_OK:
+        # A running or failed scan has no report: exporting it would give an empty file.
+        raise Http404(f"scan {scan.pk} is {scan.status}: it has no report to export")
     return scan
 
 

@@ -4,6 +4,7 @@ permission self-test, scan settings, delete. The kubeconfig is validated and sto
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -32,7 +33,7 @@ def cluster_add(request: HttpRequest) -> HttpResponse:
         choice = request.POST.get("choice", "")
         parsed = None
         try:
-            parsed = parse_kubeconfig(data)
+            parsed = parse_kubeconfig(data, max_bytes=settings.DNSAUDIT_KUBECONFIG_MAX_BYTES)
             if not choice and len(parsed.contexts) > 1:
                 # Step two: show the contexts; the kubeconfig travels back in the (hidden) text field.
                 context.update(
@@ -68,9 +69,11 @@ def cluster_add(request: HttpRequest) -> HttpResponse:
         names = ", ".join(c.name for c in result.clusters)
         messages.success(request, f"Added {names}. Run the connection test below, then a scan.")
         return redirect("clusters:settings", name=result.clusters[0].name)
-    return render(
+    response = render(
         request, "clusters/manage/add.html", context, status=400 if request.method == "POST" else 200
     )
+    response["Cache-Control"] = "private, no-store"  # a failed form carries the pasted kubeconfig back
+    return response
 
 
 @require_http_methods(["GET", "POST"])

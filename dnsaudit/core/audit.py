@@ -141,7 +141,7 @@ class ScenarioOracle:
         for d in self.domains:
             if n.endswith("." + d):
                 if d in self.probes:
-                    p = _probe_for(self.probes[d], server)
+                    p = _probe_for(self.probes[d], server, n)
                     return p.a if qtype == "A" else p.aaaa
                 return Answer("NOERROR")  # assumed NODATA (pessimistic run)
         if n in self.external:
@@ -149,10 +149,19 @@ class ScenarioOracle:
         return Answer("NXDOMAIN")
 
 
-def _probe_for(probes: list[ProbeResult], server: str) -> ProbeResult:
-    for p in probes:
-        if p.server == server:
-            return p
+def _probe_for(probes: list[ProbeResult], server: str, qname: str = "") -> ProbeResult:
+    """The observed answer that best stands for ``qname`` under a probed domain: the probe of that very
+    name (e.g. ``example.com.openstacklocal``) from that server, then that name from any server, then any
+    probe of the domain from that server (a random label: how the zone answers names it does not know)."""
+    qname = qname.lower().rstrip(".")
+    same_name = [p for p in probes if p.qname.lower().rstrip(".") == qname]
+    for candidates in (
+        [p for p in same_name if p.server == server],
+        same_name,
+        [p for p in probes if p.server == server],
+    ):
+        if candidates:
+            return candidates[0]
     return probes[0]
 
 

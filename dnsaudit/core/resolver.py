@@ -912,3 +912,34 @@ def simulate_glibc(
         )
     res.explanation = text
     return finish()
+
+
+def search_step(a: Answer, aaaa: Answer, libc: str, version: str | None = None) -> str:
+    """What a libc does when a search candidate gets these A/AAAA answers: ``"continues"`` to the next
+    candidate, ``"stops"`` the search without an address, or ``"answers"`` (the candidate's records are
+    returned — a wildcard answering for every name, which is wrong for both libcs).
+
+    Decided by running the simulation on a one-domain search list, so the probe matrix on the dashboard
+    follows exactly the same rules as the verdicts (paired A/AAAA handling, musl version groups, glibc's
+    continue/stop table).
+    """
+    probe, domain = "dnsaudit-probe", "probed.zone"
+    candidate = f"{probe}.{domain}"
+    conf = f"search {domain}\nnameserver 192.0.2.53\noptions ndots:5 timeout:1 attempts:1\n"
+    found = Answer("NOERROR", ("192.0.2.1",))
+
+    def oracle(server: str, qname: str, qtype: str, transport: str) -> Answer:
+        name = qname.rstrip(".").lower()
+        if name == candidate:
+            return a if qtype == "A" else aaaa
+        if name == probe:
+            return found if qtype == "A" else Answer("NOERROR")
+        return Answer("NXDOMAIN")
+
+    if libc == "musl":
+        result = simulate_musl(probe, conf, oracle, version or "1.2.5")
+    else:
+        result = simulate_glibc(probe, conf, oracle, version or "2.36")
+    if any(q.name.rstrip(".").lower() == probe for q in result.queries):
+        return "continues"
+    return "answers" if result.ok else "stops"

@@ -647,3 +647,26 @@ def test_glibc_dotted_name_with_cname_without_address_as_is_never_searches():
     )
     res = simulate_glibc("api.example", conf, oracle)
     assert (res.ok, res.error, res.candidates) == (False, "EAI_NONAME", ["api.example"])
+
+
+# --- search_step: the probe matrix's "what each libc does next" -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("a", "aaaa", "version", "musl", "glibc"),
+    [
+        (Answer("NXDOMAIN"), Answer("NXDOMAIN"), "1.2.5", "continues", "continues"),
+        (Answer("NOERROR"), Answer("NOERROR"), "1.2.5", "stops", "continues"),  # R2: NODATA
+        (Answer("SERVFAIL"), Answer("SERVFAIL"), "1.2.5", "stops", "continues"),  # R3
+        (Answer(None), Answer(None), "1.2.5", "stops", "continues"),  # R5: glibc tries the name itself
+        (Answer("NOERROR"), Answer("NXDOMAIN"), "1.2.5", "continues", "continues"),  # R29, >= 1.2.1
+        (Answer("NOERROR"), Answer("NXDOMAIN"), "1.1.24", "stops", "continues"),  # R29, 1.1.24
+        (Answer("SERVFAIL"), Answer("NXDOMAIN"), "1.2.5", "stops", "continues"),  # A errored first
+        (Answer("NOERROR", ("10.9.9.9",)), Answer("NOERROR"), "1.2.5", "answers", "answers"),  # R9 wildcard
+    ],
+)
+def test_search_step_matches_the_documented_vectors(a, aaaa, version, musl, glibc):
+    from dnsaudit.core.resolver import search_step
+
+    assert search_step(a, aaaa, "musl", version) == musl
+    assert search_step(a, aaaa, "glibc") == glibc

@@ -4,9 +4,10 @@ kubeconfig, a scripted upstream DNS on loopback for the probes, the audit core, 
 The expectation tables below are what a careful engineer says about each demo workload, written from
 the fleet's description (``dnsaudit/fakekube/fleet.py``) and domain.md, not from the scanner's output.
 The registries the demo images name (docker.io, gcr.io...) are unreachable here, so every libc verdict
-is *inferred from the image name*: where the name does not reveal the libc (``postgres:16``,
-``python:3.12-slim``, ``busybox:1.36-musl``, kyverno) a careful engineer cannot call the workload affected
-or safe when its resolv.conf would break musl — that is ``unknown``.
+is *inferred from the image name*: official images without an -alpine tag (``postgres:16``,
+``python:3.12-slim``) are Debian-based, a ``-musl`` tag is musl; where the name does not reveal the libc
+a careful engineer cannot call the workload affected or safe when its resolv.conf would break musl —
+that is ``unknown``.
 """
 
 from __future__ import annotations

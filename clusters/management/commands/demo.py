@@ -149,7 +149,11 @@ class Command(BaseCommand):
 
     def _start_worker(self):
         if not settings.CELERY_BROKER_URL:
-            self.stdout.write("scans run in-process (no REDIS_URL): no Celery worker needed")
+            self.stdout.write(
+                "scans run in-process (no REDIS_URL): no Celery worker needed; a scheduler thread reaps "
+                "dead scans and runs periodic scans"
+            )
+            scanning.start_in_process_scheduler()
             return None
         celery = shutil.which("celery") or str(settings.BASE_DIR / ".venv" / "bin" / "celery")
         self.stdout.write("starting a Celery worker for the demo")

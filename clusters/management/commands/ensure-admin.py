@@ -9,7 +9,7 @@ import os
 import secrets
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
@@ -21,6 +21,11 @@ class Command(BaseCommand):
             self.stdout.write("admin login: already exists (reset with `manage.py changepassword`)")
             return
         username = os.environ.get("DNSAUDIT_ADMIN_USER", "admin")
+        if User.objects.filter(username=username).exists():
+            raise CommandError(
+                f"a user named {username!r} exists but is not a superuser: set DNSAUDIT_ADMIN_USER to another "
+                "name, or promote it with `manage.py shell` / the admin"
+            )
         password = os.environ.get("DNSAUDIT_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
         User.objects.create_superuser(username=username, email="", password=password)
         if os.environ.get("DNSAUDIT_ADMIN_PASSWORD"):

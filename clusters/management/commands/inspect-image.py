@@ -68,11 +68,11 @@ class Command(BaseCommand):
         ref: str = opts["ref"]
         platform: str = opts["platform"]
         if len(platform.split("/")) not in (2, 3) or not all(platform.split("/")):
-            raise CommandError(f"invalid --platform {platform!r} (expected os/arch[/variant])")
+            raise CommandError(f"invalid --platform {platform!r} (expected os/arch[/variant])", returncode=2)
         try:
             parse_reference(ref)
         except ValueError as e:
-            raise CommandError(str(e)) from None
+            raise CommandError(str(e), returncode=2) from None
         client = RegistryClient(credentials=credentials_from_environment(), timeout=opts["timeout"])
         try:
             v = client.inspect(ref, platform)
