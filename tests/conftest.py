@@ -37,6 +37,10 @@ def _scans_in_process_unless_celery(request):
     marked ``celery``, which start a real worker and point the Celery app at the broker themselves."""
     if request.node.get_closest_marker("celery") is None:
         request.getfixturevalue("settings").CELERY_BROKER_URL = ""
+    # Finished scans' pages are cached by scan id; ids can repeat across tests (rolled-back SQLite).
+    from django.core.cache import cache
+
+    cache.clear()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ whole page when opened directly. Every page costs a constant number of queries w
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from django.core.cache import cache
@@ -291,16 +292,45 @@ def probe_matrix(pool: NodePoolResult) -> dict:
     }
 
 
+def filter_context(request: HttpRequest, cluster: Cluster, scan: Scan | None) -> dict:
+    """What the page around the table needs (the filter form): no row is read."""
+    return {
+        "state": parse_table_state(request.GET),
+        "choices": filter_choices(scan) if scan is not None else {},
+        "sorts": SORTS,
+        "table_url": reverse("clusters:report", args=[cluster.name]),
+    }
+
+
+def workloads_html(request: HttpRequest, cluster: Cluster, scan: Scan | None, *, oob: bool) -> str:
+    """The rendered workloads table. It depends only on the scan and the query string (no user, role or
+    CSRF token in it), and a finished scan never changes, so its tables are cached per query string:
+    under many concurrent readers of the same report the table is rendered once."""
+    cacheable = scan is not None and not scan.is_active
+    key = ""
+    if cacheable:
+        query = "&".join(f"{k}={v}" for k, v in sorted(request.GET.items()))
+        digest = hashlib.sha256(query.encode()).hexdigest()[:32]
+        key = f"dnsaudit:wl-html:{scan.pk}:{int(oob)}:{digest}"
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+    table = workloads_table_context(request, cluster, scan)
+    html = render_to_string(
+        "clusters/_workloads.html", {"cluster": cluster, "scan": scan, "oob": oob, **table}, request=request
+    )
+    if cacheable:
+        cache.set(key, html, 3600)
+    return html
+
+
 @require_role("viewer")
 @vary_on_htmx
 def cluster_report(request: HttpRequest, name: str) -> HttpResponse:
     cluster = get_cluster(name)
     scan = chosen_scan(cluster, request.GET.get("scan"))
-    table = workloads_table_context(request, cluster, scan)
     if htmx_target(request) == "workloads":
-        return render(
-            request, "clusters/_workloads.html", {"cluster": cluster, "scan": scan, "oob": True, **table}
-        )
+        return HttpResponse(workloads_html(request, cluster, scan, oob=True))
 
     history = list(Scan.objects.filter(cluster=cluster).select_related("requested_by")[:HISTORY_LENGTH])
     active = next((s for s in history if s.is_active), None)
@@ -315,6 +345,7 @@ def cluster_report(request: HttpRequest, name: str) -> HttpResponse:
         "pools_html": pools_section(scan) if scan else "",
         "diff": scan_diff(scan) if scan else None,
         "cluster_fixes": cluster_artifacts(scan.facts) if scan else [],
-        **table,
+        "workloads_html": mark_safe(workloads_html(request, cluster, scan, oob=False)),  # noqa: S308 - our autoescaped template
+        **filter_context(request, cluster, scan),
     }
     return render(request, "clusters/report.html", context)

@@ -87,3 +87,36 @@ def test_active_scan_pools_are_read_every_time(viewer, cluster):
     for _ in range(2):
         body, queried = pool_queries(viewer, url)
         assert queried == 1 and "live-pool" in body
+
+
+def workload_row_queries(client, url: str, **headers) -> tuple[str, int]:
+    with CaptureQueriesContext(connection) as ctx:
+        body = client.get(url, **headers).content.decode()
+    return body, sum('FROM "clusters_workloadresult"' in q["sql"] for q in ctx.captured_queries)
+
+
+def test_finished_scan_tables_are_rendered_once_per_query_string(viewer, report):
+    cache.clear()
+    url = reverse("clusters:report", args=[report.cluster.name]) + "?risk=affected&sort=-name"
+    first, queried = workload_row_queries(viewer, url, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="workloads")
+    assert queried >= 1
+    second, queried_again = workload_row_queries(
+        viewer, url, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="workloads"
+    )
+    assert first == second
+    assert queried_again == 0  # neither rows nor their count are read again
+    other, _ = workload_row_queries(
+        viewer, url.replace("affected", "safe"), HTTP_HX_REQUEST="true", HTTP_HX_TARGET="workloads"
+    )
+    assert other != first
+
+
+def test_active_scan_tables_are_read_every_time(viewer, cluster):
+    running = factories.make_scan(cluster, status=Scan.RUNNING)
+    cache.clear()
+    url = reverse("clusters:report", args=[cluster.name]) + f"?scan={running.pk}"
+    counts = [
+        workload_row_queries(viewer, url, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="workloads")[1]
+        for _ in range(2)
+    ]
+    assert counts[0] >= 1 and counts[0] == counts[1]
