@@ -118,40 +118,10 @@ def _gc_paused():
 
 
 def slim_pod(pod: dict) -> dict:
-    """A pod with only what the inventory reads: identity, owners, labels, node, the pod-level DNS fields,
-    container names/images and their imageIDs (about 1/5 of a real pod's JSON)."""
-    meta = pod.get("metadata") or {}
-    spec = pod.get("spec") or {}
-    status = pod.get("status") or {}
+    """The product's own trimming (``dnsaudit.core.inventory.slim_pod``), which scans now apply."""
+    from dnsaudit.core.inventory import slim_pod as product_slim_pod
 
-    def names(items):
-        return [{"name": c.get("name", ""), "image": c.get("image", "")} for c in items or ()]
-
-    keep = ("nodeName", "dnsPolicy", "dnsConfig", "hostNetwork", "imagePullSecrets", "serviceAccountName")
-    return {
-        "metadata": {
-            "name": meta.get("name"),
-            "namespace": meta.get("namespace"),
-            "uid": meta.get("uid"),
-            "labels": meta.get("labels") or {},
-            "ownerReferences": [
-                {"kind": r.get("kind"), "name": r.get("name"), "controller": r.get("controller")}
-                for r in meta.get("ownerReferences") or ()
-            ],
-        },
-        "spec": {
-            **{k: spec[k] for k in keep if k in spec},
-            "containers": names(spec.get("containers")),
-            "initContainers": names(spec.get("initContainers")),
-        },
-        "status": {
-            "phase": status.get("phase"),
-            **{
-                k: [{"name": c.get("name", ""), "imageID": c.get("imageID", "")} for c in status.get(k) or ()]
-                for k in ("containerStatuses", "initContainerStatuses")
-            },
-        },
-    }
+    return product_slim_pod(pod)
 
 
 def _cpu() -> float:

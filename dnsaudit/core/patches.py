@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from dnsaudit.core.inventory import POD_SPEC_PATH
 from dnsaudit.core.model import Workload
 
 #: kubectl resource names per kind (lower-case singular works for all built-in kinds).
@@ -39,16 +40,8 @@ KUBECTL_RESOURCE = {
     "Pod": "pod",
 }
 
-#: Where each kind keeps its pod spec (used when a Workload does not say).
-POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
-    "Deployment": ("spec", "template", "spec"),
-    "StatefulSet": ("spec", "template", "spec"),
-    "DaemonSet": ("spec", "template", "spec"),
-    "ReplicaSet": ("spec", "template", "spec"),
-    "Job": ("spec", "template", "spec"),
-    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
-    "Pod": ("spec",),
-}
+#: Where each kind keeps its pod spec (used when a Workload does not say): the inventory's table.
+POD_SPEC_PATHS = POD_SPEC_PATH
 
 #: Kinds whose DNS fields cannot be patched in place: the object must be recreated.
 IMMUTABLE_KINDS = {"Pod", "Job"}
