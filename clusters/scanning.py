@@ -41,6 +41,15 @@ class ScanAborted(Exception):
     """The scan cannot go on (unreachable, unauthorized...): mark it failed with this message."""
 
 
+class ScanTimeLimit(Exception):
+    """The scan ran past ``DNSAUDIT_SCAN_SOFT_TIME_LIMIT``: stop at the next checkpoint, cleanly.
+
+    Checked by the scan itself (between API pages, stages and image inspections), so the limit holds
+    in every mode — a Celery worker and the in-process thread alike — and does not depend on a
+    signal reaching the pool process (Celery's own limits stay configured as a backstop).
+    """
+
+
 # --- requesting -------------------------------------------------------------------------------------
 
 
@@ -141,6 +150,7 @@ class Progress:
 
     scan_id: int
     worker: str | None = None
+    deadline: float | None = None  # time.monotonic() past which the scan stops (soft time limit)
     last: float = 0.0
     done: int = 0
     total: int = 0
@@ -155,6 +165,8 @@ class Progress:
         total: int | None = None,
         force: bool = False,
     ) -> None:
+        if stage != "saving":
+            self.check()
         with self.lock:
             if stage is not None:
                 self.stage = stage
@@ -178,6 +190,14 @@ class Progress:
             mine = mine.filter(worker=self.worker)
         mine.update(**values)
 
+    def check(self) -> None:
+        """Raise ScanTimeLimit once the deadline has passed."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise ScanTimeLimit(
+                f"the scan ran past its time limit ({settings.DNSAUDIT_SCAN_SOFT_TIME_LIMIT}s, "
+                "DNSAUDIT_SCAN_SOFT_TIME_LIMIT) and was stopped; the previous report is kept"
+            )
+
     def step(self, n: int = 1) -> None:
         with self.lock:
             self.done += n
@@ -193,7 +213,9 @@ def execute_scan(scan_id: int, *, worker: str = "", client_factory: Callable | N
         log.info("scan %s not claimed (gone, finished or running elsewhere)", scan_id)
         return None
     scan = Scan.objects.select_related("cluster").get(pk=scan_id)
-    progress = Progress(scan_id, worker=worker)
+    progress = Progress(
+        scan_id, worker=worker, deadline=time.monotonic() + settings.DNSAUDIT_SCAN_SOFT_TIME_LIMIT
+    )
     from celery.exceptions import SoftTimeLimitExceeded
 
     try:
@@ -201,6 +223,8 @@ def execute_scan(scan_id: int, *, worker: str = "", client_factory: Callable | N
         progress.set("saving")
         return _save(scan_id, result, worker)
     except ScanAborted as exc:
+        return _finish_failed(scan_id, str(exc), worker)
+    except ScanTimeLimit as exc:
         return _finish_failed(scan_id, str(exc), worker)
     except SoftTimeLimitExceeded:
         # End the scan cleanly with what it means (the save transaction, if it was open, rolled back).
@@ -337,7 +361,7 @@ def collect_and_audit(
         with gc_paused():
             for resource in WORKLOAD_RESOURCES:
                 keep = inventory.slim_pod if resource == "pods" else None
-                objects[resource] = _list_everywhere(client, resource, problems, keep)
+                objects[resource] = _list_everywhere(client, resource, problems, keep, progress.check)
                 progress.step()
             inv = inventory.build_inventory(objects, node_pool, node_platform, default_pool=default_pool)
         del objects
@@ -411,7 +435,11 @@ def _unreachable_message(cluster: Cluster, exc: Exception) -> str:
 
 
 def _list_everywhere(
-    client, resource: str, problems: list[dict], keep: Callable[[dict], dict] | None = None
+    client,
+    resource: str,
+    problems: list[dict],
+    keep: Callable[[dict], dict] | None = None,
+    check: Callable[[], None] | None = None,
 ) -> list[dict]:
     """List a resource in all namespaces; when that is forbidden, namespace by namespace.
 
@@ -421,8 +449,12 @@ def _list_everywhere(
     from dnsaudit.boundary.kube import KubeError
 
     def listed(**kw) -> list[dict]:
-        items = client.iter_list(resource, **kw)
-        return [keep(item) for item in items] if keep else list(items)
+        out = []
+        for i, item in enumerate(client.iter_list(resource, **kw)):
+            if check is not None and i % 500 == 0:
+                check()  # the soft time limit, between pages of a long list
+            out.append(keep(item) if keep else item)
+        return out
 
     try:
         return _retry(lambda: listed())

@@ -76,10 +76,10 @@ def test_unreachable_registry_prints_inferred_verdict_and_warns():
     assert "warning" in r.stderr and "inferred" in r.stderr
 
 
-def test_bad_platform_and_bad_reference_exit_1():
+def test_bad_platform_and_bad_reference_are_usage_errors_exit_2():
     for args in (["alpine", "--platform", "linux"], ["UPPER:case"]):
         r = run(*args)
-        assert r.returncode == 1 and "Traceback" not in r.stderr and r.stderr.strip()
+        assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.strip()
 
 
 def test_missing_argument_is_usage_error():

@@ -25,6 +25,7 @@ import yaml
 from django.conf import settings as django_settings
 from django.db import connection
 from django.utils import timezone
+from kombu import pools as kombu_pools
 
 from clusters import scanning
 from clusters.models import Scan
@@ -109,6 +110,9 @@ def use_broker(settings, url: str) -> None:
         celery_app._pool.force_close_all()
         celery_app._pool = None
     celery_app.amqp._producer_pool = None
+    # kombu keeps a global producer pool per connection URL; one bound to a pool closed above (an
+    # earlier test on the same URL) would answer "Acquire on closed pool".
+    kombu_pools.reset()
 
 
 class Workers:
@@ -320,3 +324,30 @@ def test_beat_dispatch_queues_a_due_cluster_once(fakekube_fleet):
     Scan.objects.filter(pk=scans[0].pk).update(created_at=timezone.now() - timedelta(minutes=31))
     assert dispatch_periodic_scans() == 1
     assert cluster.scans.count() == 2
+
+
+@pytest.mark.celery
+def test_the_soft_time_limit_of_a_real_worker_ends_the_scan_cleanly(
+    workers, fakekube_fleet, upstream_dns, redis_url, settings
+):
+    """The soft time limit stops a scan stuck on a slow API server in a real worker: the scan fails with
+    what happened at its next checkpoint, nothing becomes a report, the worker survives and the next
+    scan runs. (The scan checks its own deadline; Celery's signal-based soft limit did not fire in
+    the prefork pool here, so it is only the backstop.)"""
+    fake, spec = fakekube_fleet["managed-clean"]
+    cluster = register(fake, spec, upstream_dns(spec))
+    use_broker(settings, redis_url)
+    workers.start(redis_url, DNSAUDIT_SCAN_SOFT_TIME_LIMIT="3", DNSAUDIT_SCAN_TIME_LIMIT="60")
+    fake.faults.delay(r"/api/v1/pods", 10.0, times=1)
+    scan, _ = scanning.request_scan(cluster)
+    done = wait_for(lambda: finished(scan.pk), 60, "the soft time limit to end the scan")
+    assert done.status == Scan.FAILED
+    assert "time limit" in done.error, done.error
+    assert done.duration < 20  # stopped at the first checkpoint after the limit, not at the end
+    assert cluster.last_report_scan() is None  # nothing half-written became a report
+
+    fake.faults.clear()
+    again, created = scanning.request_scan(cluster)
+    assert created
+    after = wait_for(lambda: finished(again.pk), 60, "the next scan on the same worker")
+    assert after.status == Scan.SUCCEEDED, after.error

@@ -28,7 +28,8 @@ Exit status: 0 when a verdict is printed. If the registry cannot be reached (con
 timeout, 5xx), the verdict is inferred from the reference alone (confidence "inferred", libc
 "unknown" unless the name says e.g. alpine:3.18), a warning goes to stderr, and the exit status is
 still 0. Errors the user must fix (image not found, credentials refused, TLS against a plain-HTTP
-registry, a bad reference or platform) print one line on stderr and exit 1.
+registry) print one line on stderr and exit 1; bad usage (a bad reference or platform, a missing
+argument) exits 2.
 """
 
 
