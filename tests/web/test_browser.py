@@ -229,22 +229,28 @@ def test_admin_adds_a_cluster_from_the_test_api_server_and_tests_the_connection(
     shot(page, "07-connection-test")
 
 
-def test_operator_rescans_and_watches_progress_reach_the_report(page, fakekube_fleet, monkeypatch):
-    """A real scan of the demo cluster ``openstack-prod`` served by the test API server. Images are
-    classified from their names (no registry traffic leaves the machine) and DNS probes go to a scripted
-    server on loopback that answers like the cluster's upstream."""
+def test_operator_rescans_and_watches_progress_reach_the_report(page, fakekube_server, monkeypatch):
+    """A real scan of the demo cluster ``openstack-prod`` served by the test API server, exactly as
+    ``make run`` sets it up: its images are read through a registry mirror on loopback holding the
+    demo's (synthetic) images, and DNS probes go to a scripted server on loopback that answers like the
+    cluster's upstream. Nothing leaves the machine."""
     from clusters.registry import import_kubeconfig
-    from dnsaudit.boundary import registry as image_registry
+    from dnsaudit.boundary.registry import MIRRORS_ENV
+    from dnsaudit.demoregistry import DemoRegistry, demo_image_digest
     from dnsaudit.fakedns import Behaviour, Rule, ScriptedDNS
-    from dnsaudit.fakekube.fleet import DEMO_USER
+    from dnsaudit.fakekube import objects as fake_objects
+    from dnsaudit.fakekube.fleet import DEMO_USER, demo_fleet, serve
 
-    def offline(self, ref, platform="linux/amd64"):
-        raise image_registry.RegistryError("registry access is disabled in browser tests")
-
-    monkeypatch.setattr(image_registry.RegistryClient, "inspect", offline)
-    server, spec = fakekube_fleet["openstack-prod"]
+    previous = fake_objects.set_image_digest_provider(demo_image_digest)
+    try:
+        spec = next(s for s in demo_fleet() if s.name == "openstack-prod")
+    finally:
+        fake_objects.set_image_digest_provider(previous)
+    serve([spec], fakekube_server)
+    server = fakekube_server.cluster("openstack-prod")
     rules = [Rule(f"*.{domain}", Behaviour(action)) for domain, action in spec.upstream.items()]
-    with ScriptedDNS(rules) as dns:
+    with DemoRegistry(serve_tags=False) as images, ScriptedDNS(rules) as dns:
+        monkeypatch.setenv(MIRRORS_ENV, images.mirrors_env())
         cluster = import_kubeconfig(server.kubeconfig(DEMO_USER), name="openstack-prod").clusters[0]
         # Every pool of this demo cluster has the same node file; an admin enters it once for all pools.
         cluster.node_resolv_conf = spec.pools[0].node_resolv_conf
@@ -262,6 +268,11 @@ def test_operator_rescans_and_watches_progress_reach_the_report(page, fakekube_f
         assert "Scan " in page.inner_text("#scan-slot")
         scan = cluster.scans.order_by("-pk").first()
         assert scan.status in ("succeeded", "partial"), (scan.status, scan.error)
+        # Workloads with running pods were read from the (mirrored) registry, not guessed from names.
+        running = scan.workloads.exclude(name__in=["legacy-worker", "report-export"])
+        assert running and all(
+            c["confidence"] == "confirmed" for w in running for c in w.report["containers"]
+        )
         assert page.locator("#workloads tbody tr").count() == min(scan.workloads_total, 50)
         counts = page.locator("#report-body dl.counts dd").all_inner_texts()
         assert counts[:4] == [str(scan.affected), str(scan.at_risk), str(scan.safe), str(scan.unknown)]
