@@ -215,6 +215,10 @@ class KubeContext:
 
 # --- node pools and probes -----------------------------------------------------------------------------
 
+NodeFileSource = Literal["observed", "entered", "inferred", "unknown"]
+#: Where a pool's node resolv.conf came from, most trustworthy first.
+NODE_FILE_SOURCES: tuple[str, ...] = ("observed", "entered", "inferred", "unknown")
+
 
 @dataclass
 class NodePool:
@@ -223,6 +227,15 @@ class NodePool:
     ``observed`` says, per fact (``kubelet_config``, ``node_resolv_conf``), whether it was read from the
     cluster (True) or assumed from the cluster's settings/defaults (False).
     ``node_resolv_conf`` is the *content* of the file the kubelet reads (None = unknown).
+    ``node_resolv_conf_source`` says where that content came from (:data:`NODE_FILE_SOURCES`):
+    ``observed`` (read inside a running pod through exec), ``entered`` (typed or uploaded by an admin),
+    ``inferred`` (guessed from the nodes' cloud provider and addresses: a verdict resting on it is at most
+    ``at-risk``) or ``unknown`` (nothing: musl workloads that inherit the node's searches are never safe).
+    ``node_resolv_conf_evidence`` says how (the pod it was read in, the node fields, who entered it when).
+    ``node_file_scope`` is ``"file"`` when the whole file is known, ``"searches"`` when only its search
+    line is (read from a pod using cluster DNS, whose file shows the node's searches but not its
+    nameservers or options).
+    ``assumed`` lists what was assumed for this pool only (quoted in its workloads' non-safe verdicts).
     """
 
     name: str
@@ -233,6 +246,20 @@ class NodePool:
     os: str = "linux"
     observed: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    node_resolv_conf_source: NodeFileSource = "unknown"
+    node_resolv_conf_evidence: list[str] = field(default_factory=list)
+    node_file_scope: Literal["file", "searches"] = "file"
+    assumed: list[str] = field(default_factory=list)
+
+    @property
+    def platform(self) -> str:
+        """``os/arch`` of the pool's nodes, as image indexes name platforms (``linux/arm64``)."""
+        return f"{self.os or 'linux'}/{self.architecture or 'amd64'}"
+
+    @property
+    def node_searches_known(self) -> bool:
+        """True when the node's search domains were read or entered (not inferred, not unknown)."""
+        return self.node_resolv_conf is not None and self.node_resolv_conf_source in ("observed", "entered")
 
 
 @dataclass(frozen=True)
