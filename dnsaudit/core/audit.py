@@ -38,6 +38,7 @@ from dnsaudit.core.kubelet import (
     ORIGIN_DNS_CONFIG,
     ORIGIN_NODE,
     PodDNS,
+    parse_node_resolv_conf,
     render_resolv_conf,
     workload_resolv_conf,
 )
@@ -85,6 +86,9 @@ class AuditContext:
     coredns: dict = field(default_factory=dict)
     kyverno_installed: bool = False
     assumed: list[str] = field(default_factory=list)
+    #: How to learn an unknown node file, said in the verdicts that rest on one (None: the cluster way,
+    #: exec reads or the cluster's settings; audit-manifests says --node-resolv-conf).
+    node_file_hint: str | None = None
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
 
@@ -242,8 +246,19 @@ class _Auditor:
         self.resolver = resolver
 
     # libc
-    def verdict(self, c: Container) -> LibcVerdict:
-        for key in (c.image_id, c.image):
+    def verdict(self, c: Container, platform: str | None = None) -> LibcVerdict:
+        """The verdict for ``c`` on ``platform`` (``os/arch`` of the pool's nodes).
+
+        Keys ``"<ref>@<platform>"`` are tried first: a multi-arch image has one verdict per platform
+        (its index digest, the pod's imageID, is the same on every architecture). A plain ``<ref>`` key
+        (``audit-manifests``, which inspects one platform) is the fallback.
+        """
+        keys = (
+            *((f"{c.image_id}@{platform}", f"{c.image}@{platform}") if platform else ()),
+            c.image_id,
+            c.image,
+        )
+        for key in keys:
             if key and key in self.ctx.libc:
                 return self.ctx.libc[key]
         if c.image not in self.inferred:
@@ -320,6 +335,47 @@ class _Finding:
     risk: str
     reason: str
     name: str | None = None
+    #: The finding rests on a search domain the pod inherits from the node file.
+    node_domain: bool = False
+
+
+def _inherits_node_file(pod: PodDNS, kubelet: KubeletDNS) -> bool:
+    """Whether the pod's resolv.conf takes anything from the node's file: every dnsPolicy but ``None``
+    (``Default``, ``ClusterFirstWithHostNet``, hostNetwork + ``ClusterFirst`` and plain ``ClusterFirst``,
+    whose search list ends with the node's), unless the kubelet's ``resolvConf`` is ``""``."""
+    return pod.dns_type != "none" and kubelet.resolv_conf != ""
+
+
+def _node_file_gap(pool: NodePool, kubelet: KubeletDNS, w: Workload, hint: str | None = None) -> str:
+    """The sentence saying what is not known about the pool's node file and how to learn it."""
+    path = kubelet.resolv_conf or "/etc/resolv.conf"
+    how = hint or (
+        "Allow exec reads for this cluster (dnsaudit then reads /etc/resolv.conf in a few running pods of the "
+        f"pool) or enter the node's {path} for pool {pool.name} in the cluster's settings "
+        "(manage.py set-cluster --node-resolv-conf FILE --pool " + pool.name + ")."
+    )
+    if pool.node_resolv_conf_source == "inferred":
+        searches = _file_searches(pool)
+        return (
+            f"The node search domains of pool {pool.name} were not read: they are inferred "
+            f"({'; '.join(pool.node_resolv_conf_evidence) or 'from the nodes'}) as "
+            f"{' '.join(searches) or 'none'}, and the node's {path} may hold others. This pod inherits them "
+            f"(dnsPolicy {w.dns_policy}{', hostNetwork' if w.host_network else ''}). " + how
+        )
+    return (
+        f"The node search domains of pool {pool.name} are unknown: the node's {path} is not in the Kubernetes "
+        "API and was neither read nor entered. This pod inherits them "
+        f"(dnsPolicy {w.dns_policy}{', hostNetwork' if w.host_network else ''}), and musl stops at the first "
+        "search domain that does not answer NXDOMAIN (e.g. a cloud's 'openstacklocal') and never tries the "
+        "name itself. " + how
+    )
+
+
+def _file_searches(pool: NodePool) -> list[str]:
+    try:
+        return list(parse_node_resolv_conf(pool.node_resolv_conf or "", pool.kubelet.version).searches)
+    except ValueError:
+        return []
 
 
 def audit_workload(w: Workload, ctx: AuditContext) -> WorkloadAudit:
@@ -342,7 +398,11 @@ def _audit(w: Workload, ctx: AuditContext, a: _Auditor) -> WorkloadAudit:
     searches = list(pod.conf.searches)
     reasons: list[str] = []
 
-    verdicts = [(c, a.verdict(c)) for c in w.containers]
+    verdicts = [(c, a.verdict(c, pool.platform)) for c in w.containers]
+    inherits = _inherits_node_file(pod, kubelet)
+    # The node's search domains are an assumption (unknown or inferred) and this pod takes them.
+    node_gap = inherits and not pool.node_searches_known
+    inferred = node_gap and pool.node_resolv_conf_source == "inferred"
 
     # --- the configuration, libc-independent ---
     extra_domains = [s for s in searches if s not in ("", ".") and not _under(s.lower(), cd)]
@@ -448,6 +508,7 @@ def _audit(w: Workload, ctx: AuditContext, a: _Auditor) -> WorkloadAudit:
                 f"musl {version} sends the malformed query '{name}..', gets no usable answer and gives up with "
                 f"{m.error} after {m.elapsed:g}s; glibc continues and resolves {hit}. musl 1.2.4+ skips '.'.",
                 name,
+                node_domain=pod.search_origin.get(".") in (ORIGIN_NODE, "kubelet"),
             )
         if long_line:
             return _Finding(
@@ -456,6 +517,7 @@ def _audit(w: Workload, ctx: AuditContext, a: _Auditor) -> WorkloadAudit:
                 f"{MUSL_MAX_SEARCH_LINE} characters, so it only queries '{name}' and fails ({m.error}); "
                 f"glibc uses the search list and resolves {hit}.",
                 name,
+                node_domain=any(o == ORIGIN_NODE for o in pod.search_origin.values()),
             )
         if (
             name in service_names
@@ -479,6 +541,7 @@ def _audit(w: Workload, ctx: AuditContext, a: _Auditor) -> WorkloadAudit:
             None,
         )
         where = f" ({dom} comes {origin_of(dom)})" if dom else ""
+        from_node = bool(dom) and pod.search_origin.get(dom) == ORIGIN_NODE
         if assumed:
             return _Finding(
                 "at-risk",
@@ -486,6 +549,7 @@ def _audit(w: Workload, ctx: AuditContext, a: _Auditor) -> WorkloadAudit:
                 f"(or SERVFAIL/REFUSED) for names under it, musl {version} stops at {stop} and fails {name} "
                 f"({m.error}); glibc would continue to {hit}. Probe '<random>.{dom}' to confirm.",
                 name,
+                node_domain=from_node,
             )
         server = "cluster DNS" if pod.dns_type == "cluster" else "the nameserver"
         said = (
@@ -498,6 +562,7 @@ def _audit(w: Workload, ctx: AuditContext, a: _Auditor) -> WorkloadAudit:
             + (f" after {m.elapsed:g}s" if m.elapsed >= 1 else "")
             + ".",
             name,
+            node_domain=from_node,
         )
 
     def musl_findings(version: str) -> list[_Finding]:
@@ -522,7 +587,19 @@ def _audit(w: Workload, ctx: AuditContext, a: _Auditor) -> WorkloadAudit:
             )
         return out
 
-    by_version = {v: musl_findings(v) for v in musl_versions}
+    def capped(f: _Finding) -> _Finding:
+        """A finding that rests on an inferred node domain is at most at-risk, and says "likely"."""
+        if inferred and f.node_domain and f.risk == "affected":
+            return _Finding(
+                "at-risk",
+                "Likely: " + f.reason + " (the node's search domain is inferred, not read from the node: "
+                "confirm by allowing exec reads or entering the node's file)",
+                f.name,
+                f.node_domain,
+            )
+        return f
+
+    by_version = {v: [capped(f) for f in musl_findings(v)] for v in musl_versions}
     musl_would_fail = any(by_version.values())
     worst_any = max(
         (f for fs in by_version.values() for f in fs), key=lambda f: RISK_ORDER[f.risk], default=None
@@ -578,6 +655,15 @@ def _audit(w: Workload, ctx: AuditContext, a: _Auditor) -> WorkloadAudit:
             else:
                 container_risks.append("safe")
 
+    if node_gap and not pod.error:
+        gap = _node_file_gap(pool, kubelet, w, ctx.node_file_hint)
+        if any(v.libc == "musl" for _, v in verdicts):
+            container_risks.append("at-risk")
+            reasons.append(gap)
+        elif any(v.libc not in ("musl", "glibc", "static") for _, v in verdicts):
+            container_risks.append("unknown")
+            reasons.append(gap + " The libc of some container is unknown: if it is musl, this applies.")
+
     if base_nx and any(v.libc == "musl" for _, v in verdicts):
         reasons.append(
             f"CoreDNS already answers NXDOMAIN for search-expanded names under {', '.join(sorted(base_nx))} "
@@ -611,9 +697,12 @@ def _audit(w: Workload, ctx: AuditContext, a: _Auditor) -> WorkloadAudit:
                 else "The pod's search list holds only the cluster domains, which answer NXDOMAIN for other names."
             )
     if risk in ("at-risk", "unknown", "affected"):
-        if pool.node_resolv_conf is None and kubelet.resolv_conf:
-            reasons.append(f"Assumed: the content of the node's {kubelet.resolv_conf} was not read.")
-        reasons += [f"Assumed: {x}" for x in ctx.assumed]
+        if inherits and pool.node_file_scope == "searches" and pod.dns_type == "host":
+            reasons.append(
+                "Assumed: the node's nameservers and options (only its search line was read, from a pod using "
+                "cluster DNS)."
+            )
+        reasons += [f"Assumed: {x}" for x in [*ctx.assumed, *pool.assumed]]
 
     # --- remediation ---
     offending = list(dict.fromkeys([*bad, *unknown, *(["."] if search_dot else [])]))
@@ -684,6 +773,9 @@ def _audit(w: Workload, ctx: AuditContext, a: _Auditor) -> WorkloadAudit:
         "remediation": remediation,
         "node_pool": pool.name,
         "affected_names": failing_names,
+        "dns_config": w.dns_config,
+        "node_resolv_conf_source": pool.node_resolv_conf_source,
+        "inherits_node_file": inherits,
     }
     detail = {
         "resolv_conf_text": text,
@@ -699,6 +791,12 @@ def _audit(w: Workload, ctx: AuditContext, a: _Auditor) -> WorkloadAudit:
         ],
         "assumed": [
             *ctx.assumed,
+            *pool.assumed,
+            *(
+                [f"node search domains of pool {pool.name}: {pool.node_resolv_conf_source}"]
+                if node_gap
+                else []
+            ),
             *([f"probe-less domain(s) {', '.join(unknown)} simulated as NODATA"] if unknown else []),
         ],
     }

@@ -283,15 +283,17 @@ def context_for(opts: Options, images: Iterable[str]) -> AuditContext:
         resolv_conf="/etc/resolv.conf",
         version=opts.kubelet_version,
     )
-    assumed: list[str] = []
-    if opts.node_resolv_conf is None:
-        assumed.append("no --node-resolv-conf was given: the node is assumed to add no search domain")
+    # Without --node-resolv-conf the node's search domains are unknown: musl workloads that inherit them
+    # are at-risk (unknown libc: unknown), never safe, and their reasons say how to give the file.
     pool = NodePool(
         name="default",
         kubelet=kubelet,
-        node_resolv_conf=opts.node_resolv_conf if opts.node_resolv_conf is not None else "",
-        observed={"kubelet_config": False, "node_resolv_conf": opts.node_resolv_conf is not None},
+        node_resolv_conf=opts.node_resolv_conf,
+        observed={"kubelet_config": False, "node_resolv_conf": False},
+        node_resolv_conf_source="entered" if opts.node_resolv_conf is not None else "unknown",
+        node_resolv_conf_evidence=["--node-resolv-conf"] if opts.node_resolv_conf is not None else [],
     )
+    assumed: list[str] = []
     libc: dict[str, LibcVerdict] = {}
     if opts.inspect is not None:
         for ref in images:
@@ -309,7 +311,12 @@ def context_for(opts: Options, images: Iterable[str]) -> AuditContext:
         for d, ans in opts.domain_answers.items()
     ]
     return AuditContext(
-        pools={"default": pool}, default_pool="default", libc=libc, probes=probes, assumed=assumed
+        pools={"default": pool},
+        default_pool="default",
+        libc=libc,
+        probes=probes,
+        assumed=assumed,
+        node_file_hint="Give the nodes' file with --node-resolv-conf FILE (an empty file if they add nothing).",
     )
 
 

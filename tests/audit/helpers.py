@@ -28,11 +28,15 @@ POD_SPEC_PATHS = {
 API_VERSIONS = {"Job": "batch/v1", "CronJob": "batch/v1", "Pod": "v1"}
 
 
-def pool(node_file: str | None = SEED_NODE, version: str | None = "v1.30.2", **kw) -> NodePool:
+def pool(
+    node_file: str | None = SEED_NODE, version: str | None = "v1.30.2", source: str | None = None, **kw
+) -> NodePool:
     return NodePool(
         name="default",
         kubelet=KubeletDNS(cluster_dns=(CLUSTER_DNS,), cluster_domain="cluster.local", version=version, **kw),
         node_resolv_conf=node_file,
+        # A given file is a known one (as an admin enters it); None is the unknown file of a real cluster.
+        node_resolv_conf_source=source or ("entered" if node_file is not None else "unknown"),
     )
 
 

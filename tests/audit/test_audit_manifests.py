@@ -95,8 +95,29 @@ def test_without_a_known_answer_the_domain_is_at_risk_and_only_fail_on_at_risk_f
     assert code == 1
 
 
-def test_without_a_node_file_clean_manifests_pass():
-    code, out, err = audit(str(GOOD / "list.json"), "--format", "json", "--fail-on", "at-risk")
+def test_without_a_node_file_musl_workloads_are_never_safe(tmp_path):
+    # No --node-resolv-conf: the node's search domains are unknown, so a musl workload that inherits
+    # them is at-risk (not safe), and says how to give the file.
+    code, out, _ = audit(str(GOOD / "list.json"), "--format", "json", "--fail-on", "at-risk")
+    assert code == 1
+    w = _by_name(out)
+    assert w["Pod/debug"]["risk"] == "at-risk"
+    assert w["Pod/debug"]["node_resolv_conf_source"] == "unknown"
+    assert any("are unknown" in r and "node-resolv-conf" in r for r in w["Pod/debug"]["reasons"])
+
+
+def test_with_a_node_file_without_search_clean_manifests_pass(tmp_path):
+    node_file = tmp_path / "resolv.conf"
+    node_file.write_text("nameserver 10.0.0.2\n")
+    code, out, err = audit(
+        str(GOOD / "list.json"),
+        "--node-resolv-conf",
+        str(node_file),
+        "--format",
+        "json",
+        "--fail-on",
+        "at-risk",
+    )
     assert code == 0, err
     w = _by_name(out)
     assert set(w) == {"Pod/debug", "Job/migrate"}
