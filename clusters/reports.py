@@ -23,7 +23,67 @@ CSV_COLUMNS = [
     "images",
     "searches",
     "reasons",
+    "node_resolv_conf_source",
 ]
+
+#: What each node file source means, in the words the page, the exports and the README use.
+SOURCE_WORDS = {
+    "observed": "read inside a running pod through exec",
+    "entered": "entered by an admin",
+    "inferred": "inferred from the nodes (not read)",
+    "unknown": "unknown (not in the Kubernetes API, neither read nor entered)",
+}
+
+
+def pool_dict(p, *, full: bool = False) -> dict:
+    """A node pool as the JSON report, the export and the API show it (``full``: the API's extra fields)."""
+    out = {
+        "name": p.name,
+        "nodes": p.nodes if full else len(p.nodes),
+        "kubelet_version": p.kubelet_version,
+        "architecture": p.architecture,
+        "cluster_dns": p.cluster_dns,
+        "cluster_domain": p.cluster_domain,
+        "resolv_conf_path": p.resolv_conf_path,
+        "node_resolv_conf": p.node_resolv_conf,
+        "node_resolv_conf_source": p.node_resolv_conf_source,
+        "node_resolv_conf_evidence": p.node_resolv_conf_evidence,
+        "searches": p.searches,
+        "observed": p.observed,
+        "probes": p.probes,
+    }
+    if full:
+        out["notes"] = p.notes
+    return out
+
+
+def node_file_gaps(scan: Scan, pools=None) -> list[dict]:
+    """What the report does not know about the nodes' search domains, and what to do about it.
+
+    One entry per source that is not known (``unknown``, ``inferred``): ``{"source", "pools",
+    "musl_workloads", "message"}``; ``musl_workloads`` counts the not-safe musl workloads on those pools
+    that inherit the node file (every dnsPolicy but None). Two queries.
+    """
+    pools = list(pools if pools is not None else scan.node_pools.all())
+    out = []
+    for source in ("unknown", "inferred"):
+        names = [p.name for p in pools if p.node_resolv_conf_source == source]
+        if not names:
+            continue
+        count = (
+            scan.workloads.filter(node_pool__in=names, libc__in=("musl", "mixed"))
+            .exclude(risk="safe")
+            .exclude(dns_policy="None")
+            .count()
+        )
+        what = "unknown" if source == "unknown" else "inferred, not read,"
+        message = (
+            f"node search domains {what} on pool{'s' if len(names) > 1 else ''} {', '.join(names)}: "
+            f"{count} musl workload{'s' if count != 1 else ''} at risk — allow exec reads or paste the node's "
+            "/etc/resolv.conf in the cluster's settings"
+        )
+        out.append({"source": source, "pools": names, "musl_workloads": count, "message": message})
+    return out
 
 
 def scan_summary(scan: Scan) -> dict:
@@ -66,24 +126,12 @@ def cluster_summary(cluster) -> dict:
 def scan_report(scan: Scan) -> dict:
     """``{"cluster": ..., "scan": ..., "node_pools": [...], "workloads": [...]}`` (shared schema)."""
     workloads = [w.report for w in scan.workloads.order_by("namespace", "kind", "name").only("report")]
-    pools = [
-        {
-            "name": p.name,
-            "nodes": len(p.nodes),
-            "kubelet_version": p.kubelet_version,
-            "cluster_dns": p.cluster_dns,
-            "cluster_domain": p.cluster_domain,
-            "resolv_conf_path": p.resolv_conf_path,
-            "searches": p.searches,
-            "observed": p.observed,
-            "probes": p.probes,
-        }
-        for p in scan.node_pools.all()
-    ]
+    rows = list(scan.node_pools.all())
     return {
         "cluster": cluster_summary(scan.cluster),
         "scan": scan_summary(scan),
-        "node_pools": pools,
+        "node_pools": [pool_dict(p) for p in rows],
+        "node_file_gaps": node_file_gaps(scan, rows),
         "workloads": workloads,
     }
 
@@ -111,6 +159,7 @@ def scan_report_csv(scan: Scan) -> str:
                 " ".join(c.get("image", "") for c in rep.get("containers", [])),
                 " ".join(rep.get("resolv_conf", {}).get("searches", [])),
                 " | ".join(rep.get("reasons", [])),
+                rep.get("node_resolv_conf_source", "unknown"),
             ]
         )
     return out.getvalue()

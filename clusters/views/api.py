@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET
 from ..access import has_role
 from ..models import Cluster, NodePoolResult, Scan, WorkloadResult
 from ..reports import cluster_summary as cluster_meta
+from ..reports import node_file_gaps, pool_dict
 from ..reports import scan_summary as scan_meta
 
 API_PAGE_SIZE = 500
@@ -95,28 +96,14 @@ def scan_detail(request: HttpRequest, scan_id: int) -> HttpResponse:
     scan = Scan.objects.select_related("cluster").filter(pk=scan_id).first()
     if scan is None:
         return _not_found("scan")
-    pools = [
-        {
-            "name": p.name,
-            "nodes": p.nodes,
-            "kubelet_version": p.kubelet_version,
-            "architecture": p.architecture,
-            "cluster_dns": p.cluster_dns,
-            "cluster_domain": p.cluster_domain,
-            "resolv_conf_path": p.resolv_conf_path,
-            "node_resolv_conf": p.node_resolv_conf,
-            "searches": p.searches,
-            "observed": p.observed,
-            "probes": p.probes,
-            "notes": p.notes,
-        }
-        for p in NodePoolResult.objects.filter(scan=scan)
-    ]
+    rows = list(NodePoolResult.objects.filter(scan=scan))
+    pools = [pool_dict(p, full=True) for p in rows]
     return JsonResponse(
         {
             "cluster": cluster_meta(scan.cluster),
             "scan": scan_meta(scan),
             "node_pools": pools,
+            "node_file_gaps": node_file_gaps(scan, rows),
             "links": {"workloads": reverse("clusters:api_scan_workloads", args=[scan.pk])},
         }
     )

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from ..access import require_role
 from ..models import Cluster, NodePoolResult, Scan, WorkloadResult
-from ..reports import scan_report, scan_report_csv
+from ..reports import node_file_gaps, scan_report, scan_report_csv
 from .common import RISK_ORDER, chosen_scan, get_cluster
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -132,12 +132,14 @@ def report_html(request: HttpRequest, name: str) -> HttpResponse:
     for w in workloads:
         recs = (w.detail or {}).get("remediations") or []
         w.recommended_patch = next((r for r in recs if r.get("recommended")), recs[0] if recs else None)
+    pools = list(NodePoolResult.objects.filter(scan=scan))
     html = render_to_string(
         "clusters/export_report.html",
         {
             "cluster": cluster,
             "scan": scan,
-            "pools": NodePoolResult.objects.filter(scan=scan),
+            "pools": pools,
+            "node_file_gaps": node_file_gaps(scan, pools),
             "workloads": workloads,
             "generated_at": timezone.now(),
         },

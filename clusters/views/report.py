@@ -22,7 +22,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from ..access import require_role
 from ..models import Cluster, NodePoolResult, Scan, WorkloadResult
-from ..reports import previous_report_scan, workloads_diff
+from ..reports import SOURCE_WORDS, node_file_gaps, previous_report_scan, workloads_diff
 from .common import RISK_ORDER, chosen_scan, get_cluster, htmx_target, vary_on_htmx
 from .exports import cluster_artifacts
 
@@ -266,7 +266,17 @@ def pools_section(scan: Scan) -> SafeString:
             return mark_safe(cached)  # noqa: S308 - our own rendered (autoescaped) template
     pools = NodePoolResult.objects.filter(scan=scan)
     html = render_to_string(
-        "clusters/_pools.html", {"pools": [{"pool": p, "matrix": probe_matrix(p)} for p in pools]}
+        "clusters/_pools.html",
+        {
+            "pools": [
+                {
+                    "pool": p,
+                    "matrix": probe_matrix(p),
+                    "source_words": SOURCE_WORDS.get(p.node_resolv_conf_source, ""),
+                }
+                for p in pools
+            ]
+        },
     )
     if cacheable:
         cache.set(key, str(html), 3600)
@@ -343,6 +353,7 @@ def cluster_report(request: HttpRequest, name: str) -> HttpResponse:
         "latest_failed": latest if latest and latest.status == Scan.FAILED else None,
         "history": history,
         "pools_html": pools_section(scan) if scan else "",
+        "node_file_gaps": node_file_gaps(scan) if scan else [],
         "diff": scan_diff(scan) if scan else None,
         "cluster_fixes": cluster_artifacts(scan.facts) if scan else [],
         "workloads_html": mark_safe(workloads_html(request, cluster, scan, oob=False)),  # noqa: S308 - our autoescaped template
