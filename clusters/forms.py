@@ -7,7 +7,13 @@ import re
 from django import forms
 from django.conf import settings
 
-from .models import Cluster
+from .models import ALL_POOLS, Cluster, check_node_resolv_conf
+
+ALLOW_EXEC_HELP = (
+    "dnsaudit runs `cat /etc/resolv.conf` (no shell) in a few running pods per node pool to learn the "
+    "nodes' search domains, and in one pod per musl workload to verify the computed file. Needs get and "
+    "create on pods/exec; nothing is written. Off: only the files entered below are used."
+)
 
 _HOSTPORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.:-]+)(:\d{1,5})?$")
 _DNS_NAME = re.compile(
@@ -65,7 +71,12 @@ class AddClusterForm(forms.Form):
 
 class ClusterSettingsForm(forms.ModelForm):
     """Scan settings. List fields are edited as text (one entry per line); per-pool resolv.conf fields are
-    added for each pool the last scan saw (and each pool already configured)."""
+    added for each pool the last scan saw (and each pool already configured).
+
+    Entered node files are checked as the kubelet parses them (:func:`clusters.models.check_node_resolv_conf`);
+    saving records who entered each changed file and when (``Cluster.node_resolv_conf_entered``, ``by`` =
+    ``entered_by``), and a cleared textarea removes the file and its record.
+    """
 
     probe_nameservers_text = forms.CharField(
         required=False,
@@ -91,23 +102,43 @@ class ClusterSettingsForm(forms.ModelForm):
 
     class Meta:
         model = Cluster
-        fields = ["scan_interval_minutes", "exec_verification", "cluster_domain", "node_resolv_conf", "notes"]
+        fields = ["scan_interval_minutes", "allow_exec", "cluster_domain", "node_resolv_conf", "notes"]
         labels = {
             "scan_interval_minutes": "Scan every (minutes)",
-            "exec_verification": "Verify inside pods with exec (needs pods/exec)",
+            "allow_exec": "Allow exec reads",
             "node_resolv_conf": "Nodes' resolv.conf (all pools)",
+        }
+        help_texts = {
+            "allow_exec": ALLOW_EXEC_HELP,
+            "node_resolv_conf": (
+                "the file the kubelet reads on every node (usually /etc/resolv.conf or "
+                "/run/systemd/resolve/resolv.conf); a pool's own file below takes precedence"
+            ),
         }
         widgets = {
             "node_resolv_conf": forms.Textarea(attrs={"rows": 4, "class": "mono", "spellcheck": "false"}),
             "notes": forms.Textarea(attrs={"rows": 2}),
         }
 
-    def __init__(self, *args, pool_names: list[str] | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        pool_names: list[str] | None = None,
+        pool_sources: dict[str, str] | None = None,
+        entered_by: str = "",
+        **kwargs,
+    ) -> None:
+        """``pool_names``: the pools of the last scan; ``pool_sources``: where that scan got each pool's
+        node file (observed, entered, inferred, unknown); ``entered_by``: the user saving the form."""
         super().__init__(*args, **kwargs)
         cluster: Cluster = self.instance
+        self.entered_by = entered_by
+        self._stored_all_pools = cluster.node_resolv_conf or ""  # the form overwrites the instance's
         self.fields["probe_nameservers_text"].initial = "\n".join(cluster.probe_nameservers or [])
         self.fields["probe_names_text"].initial = "\n".join(cluster.probe_names or [])
         self.fields["cluster_dns_text"].initial = "\n".join(cluster.cluster_dns or [])
+        entered = cluster.node_resolv_conf_entered or {}
+        self.fields["node_resolv_conf"].help_text += _entered_note(entered.get(ALL_POOLS))
         names = list(dict.fromkeys([*(pool_names or []), *sorted((cluster.pool_resolv_conf or {}).keys())]))
         self.pool_fields: list[tuple[str, str]] = []
         for i, pool in enumerate(names):
@@ -116,9 +147,31 @@ class ClusterSettingsForm(forms.ModelForm):
                 required=False,
                 label=f"resolv.conf of pool {pool}",
                 initial=(cluster.pool_resolv_conf or {}).get(pool, ""),
+                help_text=_pool_help(entered.get(pool), (pool_sources or {}).get(pool)),
                 widget=forms.Textarea(attrs={"rows": 3, "class": "mono", "spellcheck": "false"}),
             )
             self.pool_fields.append((key, pool))
+
+    def _node_file(self, text: str | None) -> str:
+        text = text or ""
+        if not text.strip():
+            return ""
+        try:
+            return check_node_resolv_conf(text)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_node_resolv_conf(self) -> str:
+        return self._node_file(self.cleaned_data.get("node_resolv_conf"))
+
+    def clean(self) -> dict:
+        data = super().clean()
+        for key, _pool in self.pool_fields:
+            try:
+                data[key] = self._node_file(data.get(key))
+            except forms.ValidationError as exc:
+                self.add_error(key, exc)
+        return data
 
     def clean_probe_nameservers_text(self) -> list[str]:
         items = split_lines(self.cleaned_data["probe_nameservers_text"])
@@ -152,15 +205,35 @@ class ClusterSettingsForm(forms.ModelForm):
         cluster.probe_nameservers = self.cleaned_data["probe_nameservers_text"]
         cluster.probe_names = self.cleaned_data["probe_names_text"]
         cluster.cluster_dns = self.cleaned_data["cluster_dns_text"]
-        pools = {}
+        by = self.entered_by or "unknown"
+        # The instance already carries the new all-pools text (construct_instance): compare with the old one.
+        cluster.node_resolv_conf = self._stored_all_pools
+        cluster.enter_node_file(ALL_POOLS, self.cleaned_data.get("node_resolv_conf") or "", by=by)
         for key, pool in self.pool_fields:
-            text = (self.cleaned_data.get(key) or "").strip()
-            if text:
-                pools[pool] = text + "\n"
-        cluster.pool_resolv_conf = pools
+            cluster.enter_node_file(pool, self.cleaned_data.get(key) or "", by=by)
+        # A record whose file is no longer stored goes too.
+        cluster.node_resolv_conf_entered = {
+            pool: record
+            for pool, record in (cluster.node_resolv_conf_entered or {}).items()
+            if cluster.entered_node_file(pool)
+        }
         if commit:
             cluster.save()
         return cluster
+
+
+def _pool_help(record: dict | None, source: str | None) -> str:
+    parts = [_entered_note(record)[2:]] if record else []
+    if source:
+        parts.append(f"last scan: {source}")
+    return "; ".join(parts)
+
+
+def _entered_note(record: dict | None) -> str:
+    """``"; entered by alice at 2026-12-01T10:00:00+00:00"`` for a record of ``node_resolv_conf_entered``."""
+    if not isinstance(record, dict):
+        return ""
+    return f"; entered by {record.get('by') or 'unknown'} at {record.get('at') or 'an unknown time'}"
 
 
 class ApiTokenForm(forms.Form):

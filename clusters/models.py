@@ -15,6 +15,44 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from dnsaudit.core.model import NODE_FILE_SOURCES
+
+#: Key of ``Cluster.node_resolv_conf_entered`` for the all-pools file (``Cluster.node_resolv_conf``).
+ALL_POOLS = "*"
+#: Largest node resolv.conf an admin may enter (the kubelet itself reads up to 10 MiB; real files are tiny).
+NODE_RESOLV_CONF_MAX_BYTES = 64 * 1024
+
+
+def check_node_resolv_conf(text: str) -> str:
+    """Validate a node resolv.conf an admin enters; return it normalised (stripped, one final newline).
+
+    Raises ``ValueError`` with a user-facing sentence when the text is over
+    :data:`NODE_RESOLV_CONF_MAX_BYTES`, contains NUL bytes, does not parse as the kubelet parses it
+    (``dnsaudit.core.kubelet.parse_node_resolv_conf``: e.g. a ``nameserver`` line without an address) or
+    has no ``nameserver``, ``search`` or ``options`` line at all (then it is not a resolv.conf: a file
+    pasted by mistake). Empty text is the caller's business (it means "clear").
+    """
+    from dnsaudit.core.kubelet import parse_node_resolv_conf
+
+    size = len(text.encode("utf-8", "surrogateescape"))
+    if size > NODE_RESOLV_CONF_MAX_BYTES:
+        raise ValueError(
+            f"the file is {size} bytes; a node resolv.conf may be at most {NODE_RESOLV_CONF_MAX_BYTES} bytes"
+        )
+    if "\x00" in text:
+        raise ValueError("the file contains NUL bytes: it is not a resolv.conf")
+    text = text.replace("\r\n", "\n").strip()
+    try:
+        parse_node_resolv_conf(text)
+    except ValueError as exc:  # KubeletDNSError
+        raise ValueError(f"the kubelet could not parse this resolv.conf: {exc}") from None
+    keywords = {
+        line.split()[0] for line in text.splitlines() if line.strip() and not line.strip().startswith("#")
+    }
+    if not keywords & {"nameserver", "search", "options"}:
+        raise ValueError("no nameserver, search or options line: this does not look like a resolv.conf")
+    return text + "\n"
+
 
 def default_probe_names() -> list[str]:
     return ["example.com"]
@@ -39,12 +77,23 @@ class Cluster(models.Model):
     scan_interval_minutes = models.PositiveIntegerField(default=0, help_text="0 = manual scans only")
     probe_nameservers = models.JSONField(default=list, blank=True, help_text="host or host:port")
     probe_names = models.JSONField(default=default_probe_names, blank=True)
-    exec_verification = models.BooleanField(default=False)
+    allow_exec = models.BooleanField(
+        default=False,
+        help_text=(
+            "exec reads allowed: `cat /etc/resolv.conf` in a few running pods per node pool (the nodes' "
+            "search domains) and in one pod per musl workload (verification); needs pods/exec"
+        ),
+    )
     node_resolv_conf = models.TextField(
         blank=True, help_text="content of the nodes' resolv.conf (the file the kubelet reads), if known"
     )
     pool_resolv_conf = models.JSONField(
         default=dict, blank=True, help_text="per node pool: resolv.conf content"
+    )
+    node_resolv_conf_entered = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='who entered each node file and when: pool (or "*" for all pools) -> {"by", "at"}',
     )
     cluster_dns = models.JSONField(
         default=list, blank=True, help_text="assumed kubelet clusterDNS when configz is unreadable"
@@ -56,6 +105,40 @@ class Cluster(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def entered_node_file(self, pool: str) -> str:
+        """The node file entered for ``pool`` (:data:`ALL_POOLS` = the all-pools file), or ``""``."""
+        if pool == ALL_POOLS:
+            return self.node_resolv_conf or ""
+        return (self.pool_resolv_conf or {}).get(pool, "")
+
+    def enter_node_file(self, pool: str, text: str, *, by: str, at: str | None = None) -> bool:
+        """Set (or with empty ``text``, clear) the node file of ``pool`` and record who did it and when.
+
+        ``text`` must already be checked (:func:`check_node_resolv_conf`). The record
+        (``node_resolv_conf_entered[pool] = {"by", "at"}``) changes only when the content does: saving
+        the same file again keeps the original author; clearing removes the record. Returns True when
+        something changed. Does not save.
+        """
+        text = text.strip()
+        old = self.entered_node_file(pool).strip()
+        entered = dict(self.node_resolv_conf_entered or {})
+        if pool == ALL_POOLS:
+            self.node_resolv_conf = text + "\n" if text else ""
+        else:
+            pools = dict(self.pool_resolv_conf or {})
+            if text:
+                pools[pool] = text + "\n"
+            else:
+                pools.pop(pool, None)
+            self.pool_resolv_conf = pools
+        if not text:
+            entered.pop(pool, None)
+        elif text != old:
+            entered[pool] = {"by": by, "at": at or timezone.now().isoformat(timespec="seconds")}
+        changed = entered != (self.node_resolv_conf_entered or {}) or text != old
+        self.node_resolv_conf_entered = entered
+        return changed
 
     def last_report_scan(self) -> Scan | None:
         return self.scans.filter(status__in=Scan.FINISHED_OK).order_by("-finished_at", "-pk").first()
@@ -142,6 +225,15 @@ class NodePoolResult(models.Model):
     cluster_domain = models.CharField(max_length=253, blank=True)
     resolv_conf_path = models.CharField(max_length=1024, blank=True)
     node_resolv_conf = models.TextField(blank=True)
+    node_resolv_conf_source = models.CharField(
+        max_length=16,
+        default="unknown",
+        choices=[(s, s) for s in NODE_FILE_SOURCES],
+        help_text="where node_resolv_conf came from: observed (exec), entered, inferred or unknown",
+    )
+    node_resolv_conf_evidence = models.JSONField(
+        default=list, help_text="how: the pods it was read in, who entered it when, what it was inferred from"
+    )
     searches = models.JSONField(default=list, help_text="search domains from the node file, with origin")
     observed = models.JSONField(default=dict, help_text="fact -> observed (True) or assumed (False)")
     probes = models.JSONField(default=list, help_text="probe answers per domain and name")

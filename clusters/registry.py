@@ -79,6 +79,7 @@ def import_kubeconfig(
     name: str | None = None,
     notes: str = "",
     is_demo: bool = False,
+    allow_exec: bool = False,
 ) -> ImportResult:
     """Validate ``data`` and register one cluster per selected context, all or nothing.
 
@@ -86,7 +87,8 @@ def import_kubeconfig(
     (current-context, else the only one). Names: ``name``, or the context name slugified; with
     ``all_contexts`` and ``name``, ``<name>-<context>``. Everything is validated before the first row is
     written, and the rows are created in one transaction: bad input or a name clash changes nothing.
-    Stores the encrypted minimal kubeconfig and the sanitized summary (with its warnings).
+    Stores the encrypted minimal kubeconfig and the sanitized summary (with its warnings); ``allow_exec``
+    turns on exec reads (``Cluster.allow_exec``) for every cluster created.
     """
     if context and all_contexts:
         raise RegistryError("choose either one context or all contexts, not both")
@@ -132,6 +134,7 @@ def import_kubeconfig(
                     summary=summarize(ctx, warnings),
                     notes=notes,
                     is_demo=is_demo,
+                    allow_exec=allow_exec,
                 )
                 result.clusters.append(cluster)
                 result.warnings.extend(warnings)

@@ -1,4 +1,5 @@
-"""Optional exec verification of a scan (off by default, per cluster: ``Cluster.exec_verification``).
+"""Optional exec verification of a scan (off by default, per cluster: ``Cluster.allow_exec``, which also
+lets the scan read the node file in a few pods per pool).
 
 For ONE running pod per musl workload: read ``/etc/resolv.conf`` and list ``/lib`` through the Kubernetes
 exec API, then judge the observations with :mod:`dnsaudit.core.verify`. A pod whose file differs from the

@@ -81,9 +81,17 @@ def cluster_add(request: HttpRequest) -> HttpResponse:
 def cluster_settings(request: HttpRequest, name: str) -> HttpResponse:
     cluster = get_cluster(name)
     last = cluster.last_report_scan()
-    pool_names = list(NodePoolResult.objects.filter(scan=last).values_list("name", flat=True)) if last else []
+    pools = (
+        dict(NodePoolResult.objects.filter(scan=last).values_list("name", "node_resolv_conf_source"))
+        if last
+        else {}
+    )
     form = ClusterSettingsForm(
-        request.POST if request.method == "POST" else None, instance=cluster, pool_names=pool_names
+        request.POST if request.method == "POST" else None,
+        instance=cluster,
+        pool_names=list(pools),
+        pool_sources=pools,
+        entered_by=request.user.get_username(),
     )
     if request.method == "POST" and form.is_valid():
         form.save()

@@ -35,7 +35,7 @@ def test_exec_verification_confirms_matching_pods_and_reports_stale_ones(fakekub
     fake.set_exec(handler)
     # The demo user is read-only; exec verification needs get (and on 1.35+ create) on pods/exec.
     fake.add_user("auditor", rules=ADMIN_RULES)
-    cluster = register(fake, spec, dns, user="auditor", name="audited", exec_verification=True)
+    cluster = register(fake, spec, dns, user="auditor", name="audited", allow_exec=True)
     scan = run_scan(cluster)
 
     got = rows(scan)
@@ -60,7 +60,7 @@ def test_exec_verification_forbidden_makes_the_scan_partial_and_says_so(fakekube
     fake.add_user("viewer", rules=VIEW_RULES)
     fake.set_exec(lambda req: fexec.alpine(pod_file(req.namespace))(req))
     dns = upstream_dns(spec)
-    cluster = register(fake, spec, dns, user="viewer", name="viewer-view", exec_verification=True)
+    cluster = register(fake, spec, dns, user="viewer", name="viewer-view", allow_exec=True)
     scan = run_scan(cluster)
 
     assert scan.status == "partial"

@@ -171,7 +171,7 @@ def test_settings_save_probe_names_nameservers_and_pool_resolv_conf(client_as, r
         url,
         {
             "scan_interval_minutes": 60,
-            "exec_verification": "on",
+            "allow_exec": "on",
             "cluster_domain": "cluster.local",
             "node_resolv_conf": "nameserver 192.168.0.2\nsearch corp.example\n",
             "notes": "",
@@ -185,7 +185,7 @@ def test_settings_save_probe_names_nameservers_and_pool_resolv_conf(client_as, r
     c = Cluster.objects.get(pk=report.cluster.pk)
     assert c.probe_names == ["example.com", "api.github.com"]
     assert c.probe_nameservers == ["10.96.0.10", "10.96.0.11:53"]
-    assert c.scan_interval_minutes == 60 and c.exec_verification is True
+    assert c.scan_interval_minutes == 60 and c.allow_exec is True
     assert c.pool_resolv_conf == {"default": "nameserver 192.168.0.2\nsearch other.example\n"}
     bad = admin.post(
         url,

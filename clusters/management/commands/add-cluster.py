@@ -1,4 +1,4 @@
-"""``manage.py add-cluster --kubeconfig FILE [--context NAME | --all-contexts] [--name NAME]``.
+"""``manage.py add-cluster --kubeconfig FILE [--context NAME | --all-contexts] [--name NAME] [--allow-exec]``.
 
 Registers clusters from a kubeconfig with the same checks as the dashboard (see clusters.registry).
 A valid kubeconfig is stored even when the cluster cannot be reached right now (a warning says how
@@ -32,6 +32,16 @@ class Command(BaseCommand):
             "--name", metavar="NAME", help="dnsaudit's name for the cluster (with --all-contexts: a prefix)"
         )
         parser.add_argument("--notes", default="", help="free text shown on the cluster page")
+        parser.add_argument(
+            "--allow-exec",
+            action="store_true",
+            help=(
+                "allow exec reads (default off): `cat /etc/resolv.conf` in a few running pods per node pool "
+                "(the nodes' search domains) and in one pod per musl workload (verification); needs get and "
+                "create on pods/exec, writes nothing. With --all-contexts: every context. "
+                "Change later with `set-cluster NAME --allow-exec|--no-allow-exec`."
+            ),
+        )
         parser.add_argument("--skip-test", action="store_true", help="do not try to connect after storing")
 
     def handle(self, *args, **options) -> None:
@@ -43,6 +53,7 @@ class Command(BaseCommand):
                 all_contexts=options["all_contexts"],
                 name=options["name"],
                 notes=options["notes"],
+                allow_exec=options["allow_exec"],
             )
         except ValueError as exc:  # KubeconfigError / RegistryError: user-facing and secret-free
             raise CommandError(f"nothing stored: {exc}") from None
@@ -59,6 +70,7 @@ class Command(BaseCommand):
                 ("user", s.get("user") or "(none)"),
                 ("auth", s.get("auth_kind")),
                 ("ca sha256", s.get("ca_fingerprint_sha256") or "(none: system trust store)"),
+                ("allow exec", "yes" if cluster.allow_exec else "no"),
             ]
             if s.get("client_cert_subject"):
                 rows.append(
