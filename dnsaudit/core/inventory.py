@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .model import Container, Workload
+from .nodefiles import CATEGORIES, NodeFileCandidate, candidate_category
 
 # Where the pod spec sits inside each kind, and its API version.
 POD_SPEC_PATH: dict[str, tuple[str, ...]] = {
@@ -115,7 +116,18 @@ def slim_pod(pod: Mapping) -> dict:
         "status": {
             "phase": status.get("phase"),
             **{
-                k: [{"name": c.get("name", ""), "imageID": c.get("imageID", "")} for c in status.get(k) or ()]
+                k: [
+                    {
+                        "name": c.get("name", ""),
+                        "imageID": c.get("imageID", ""),
+                        **(
+                            {"running": "running" in c["state"]}
+                            if isinstance(c.get("state"), Mapping)
+                            else {}
+                        ),
+                    }
+                    for c in status.get(k) or ()
+                ]
                 for k in ("containerStatuses", "initContainerStatuses")
             },
         },
@@ -163,6 +175,91 @@ class Inventory:
     service_accounts: dict[str, set[str]] = field(default_factory=dict)
     #: (namespace, kind, name) of each workload -> names of its Running pods (exec verification).
     running_pods: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
+    #: Running pods whose /etc/resolv.conf can show their node's file (``dnsaudit.core.nodefiles``): at most
+    #: ``CANDIDATES_PER_NODE`` per node and category, sorted by node, category, namespace and name.
+    node_file_candidates: list[NodeFileCandidate] = field(default_factory=list)
+
+
+#: Node-file candidates kept per (node, category): enough to try another pod when one fails, and bounded so
+#: that a 50,000-pod cluster keeps a few per node, not one per pod.
+CANDIDATES_PER_NODE = 3
+
+
+def _container_running(status: Mapping) -> bool:
+    """From a slim status (``running``) or a raw one (``state.running``); True when not said."""
+    if "running" in status:
+        return bool(status["running"])
+    state = status.get("state")
+    return "running" in state if isinstance(state, Mapping) else True
+
+
+def node_file_candidate(pod: Mapping) -> tuple[str, NodeFileCandidate] | None:
+    """(category, candidate) for a Running pod, not being deleted, scheduled on a node, whose file can show
+    the node's; None otherwise. Containers known not to be running are left out (a 400 on exec)."""
+    if _get(pod, "status", "phase") != "Running" or _get(pod, "metadata", "deletionTimestamp"):
+        return None
+    spec = pod.get("spec") or {}
+    node = spec.get("nodeName")
+    if not node or not isinstance(node, str):
+        return None
+    dns_policy = spec.get("dnsPolicy") or "ClusterFirst"
+    host_network = bool(spec.get("hostNetwork"))
+    dns_config = spec.get("dnsConfig")
+    dns_config = dns_config if isinstance(dns_config, Mapping) else None
+    category = candidate_category(dns_policy=dns_policy, host_network=host_network, dns_config=dns_config)
+    if category is None:
+        return None
+    running = {
+        st.get("name"): _container_running(st)
+        for st in _get(pod, "status", "containerStatuses", default=()) or ()
+        if isinstance(st, Mapping)
+    }
+    pairs = [
+        (c.get("name", ""), c.get("image", ""))
+        for c in spec.get("containers") or ()
+        if c.get("name") and running.get(c.get("name"), True)
+    ]
+    if not pairs:
+        return None
+    return category, NodeFileCandidate(
+        namespace=_get(pod, "metadata", "namespace", default="") or "",
+        pod=_get(pod, "metadata", "name", default="") or "",
+        node=node,
+        dns_policy=dns_policy,
+        host_network=host_network,
+        has_dns_config=dns_config is not None,
+        containers=tuple(n for n, _ in pairs),
+        images=tuple(i for _, i in pairs),
+        dns_config=dns_config,
+    )
+
+
+class _CandidateKeeper:
+    """Keeps the first ``per_key`` candidates by (namespace, name) for each (node, category)."""
+
+    def __init__(self, per_key: int = CANDIDATES_PER_NODE) -> None:
+        self.per_key = per_key
+        self.buckets: dict[tuple[str, str], list[tuple[tuple[str, str], NodeFileCandidate]]] = {}
+
+    def offer(self, pod: Mapping) -> None:
+        found = node_file_candidate(pod)
+        if found is None:
+            return
+        category, cand = found
+        bucket = self.buckets.setdefault((cand.node, category), [])
+        key = (cand.namespace, cand.pod)
+        if len(bucket) >= self.per_key and key >= bucket[-1][0]:
+            return
+        bucket.append((key, cand))
+        bucket.sort(key=lambda kc: kc[0])
+        del bucket[self.per_key :]
+
+    def result(self) -> list[NodeFileCandidate]:
+        rank = {c: i for i, c in enumerate(CATEGORIES)}
+        out: list[NodeFileCandidate] = []
+        for node, category in sorted(self.buckets, key=lambda k: (k[0], rank[k[1]])):
+            out += [c for _, c in self.buckets[(node, category)]]
+        return out
 
 
 def _containers(pod_spec: Mapping, statuses: Mapping[str, str] | None = None) -> tuple[Container, ...]:
@@ -237,8 +334,10 @@ def build_inventory(
 
     pods_by_owner: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
     pods_seen = 0
+    keeper = _CandidateKeeper()
     for pod in objects.get("pods", ()):
         pods_seen += 1
+        keeper.offer(pod)
         ns = _get(pod, "metadata", "namespace", default="")
         kind, name, _ = top_owner("Pod", ns, _get(pod, "metadata", "name"), pod)
         pods_by_owner[(kind, ns, name)].append(pod)
@@ -335,4 +434,5 @@ def build_inventory(
         pull_secrets=dict(pull_secrets),
         service_accounts=dict(service_accounts),
         running_pods=running_pods,
+        node_file_candidates=keeper.result(),
     )
