@@ -251,20 +251,22 @@ def scan_diff(scan: Scan) -> dict | None:
     return {"previous": previous, **diff}
 
 
-def pools_section(scan: Scan) -> SafeString:
-    """The rendered node-pool section of ``scan`` (settings, node resolv.conf, probe matrix).
+def pools_section(scan: Scan) -> tuple[SafeString, list[dict]]:
+    """The rendered node-pool section of ``scan`` (settings, node resolv.conf, probe matrix), and what the
+    report does not know about the nodes' files (:func:`clusters.reports.node_file_gaps`).
 
-    It depends on the scan alone (no user, no query string), and a finished scan's pools never change — the
-    scanner writes them in the same transaction that finishes the scan — so it is rendered once per finished
-    scan and cached. An active scan's section is rendered every time.
+    Both depend on the scan alone (no user, no query string), and a finished scan's pools and workloads
+    never change — the scanner writes them in the same transaction that finishes the scan — so they are
+    computed once per finished scan and cached. An active scan's section is rendered every time.
     """
     key = f"dnsaudit:pools-html:{scan.pk}"
     cacheable = not scan.is_active
     if cacheable:
         cached = cache.get(key)
         if cached is not None:
-            return mark_safe(cached)  # noqa: S308 - our own rendered (autoescaped) template
-    pools = NodePoolResult.objects.filter(scan=scan)
+            html, gaps = cached
+            return mark_safe(html), gaps  # noqa: S308 - our own rendered (autoescaped) template
+    pools = list(NodePoolResult.objects.filter(scan=scan))
     html = render_to_string(
         "clusters/_pools.html",
         {
@@ -278,9 +280,10 @@ def pools_section(scan: Scan) -> SafeString:
             ]
         },
     )
+    gaps = node_file_gaps(scan, pools)
     if cacheable:
-        cache.set(key, str(html), 3600)
-    return mark_safe(html)  # noqa: S308 - as above
+        cache.set(key, (str(html), gaps), 3600)
+    return mark_safe(html), gaps  # noqa: S308 - as above
 
 
 def probe_matrix(pool: NodePoolResult) -> dict:
@@ -345,6 +348,7 @@ def cluster_report(request: HttpRequest, name: str) -> HttpResponse:
     history = list(Scan.objects.filter(cluster=cluster).select_related("requested_by")[:HISTORY_LENGTH])
     active = next((s for s in history if s.is_active), None)
     latest = history[0] if history else None
+    pools_html, gaps = pools_section(scan) if scan else ("", [])
     context = {
         "cluster": cluster,
         "scan": scan,
@@ -352,8 +356,8 @@ def cluster_report(request: HttpRequest, name: str) -> HttpResponse:
         "active": active,
         "latest_failed": latest if latest and latest.status == Scan.FAILED else None,
         "history": history,
-        "pools_html": pools_section(scan) if scan else "",
-        "node_file_gaps": node_file_gaps(scan) if scan else [],
+        "pools_html": pools_html,
+        "node_file_gaps": gaps,
         "diff": scan_diff(scan) if scan else None,
         "cluster_fixes": cluster_artifacts(scan.facts) if scan else [],
         "workloads_html": mark_safe(workloads_html(request, cluster, scan, oob=False)),  # noqa: S308 - our autoescaped template
