@@ -18,7 +18,11 @@ What a real cluster does, and this module reproduces (trap T9 in ``k8s-testing.m
   missing from the image (a distroless image has no ``sh``, no ``cat``, no ``ls``). In v1–v3
   (``channel.k8s.io`` …) the channel carries only the Status *message*, as plain text, on failure.
 
-The command is answered by the cluster's ``exec_handler`` (see :func:`resolve_handler`): a callable taking an
+Without an explicit handler the server answers like a real cluster (``kubelet_exec.py``: each pod's
+``/etc/resolv.conf`` is what its node's kubelet and containerd wrote, from the node's hidden file; its
+image picks :func:`alpine`, :func:`debian` or :func:`distroless`).
+
+An explicit handler is the cluster's ``exec_handler`` (see :func:`resolve_handler`): a callable taking an
 :class:`ExecRequest` and returning an :class:`ExecOutcome`, or a mapping ``"ns/pod"`` /
 ``"ns/pod/container"`` / ``"*"`` → :class:`FakeContainer` (or a plain ``{path: content}`` dict, which becomes
 a busybox container). :class:`FakeContainer` runs a handful of commands (``cat``, ``ls``, ``echo``,
@@ -339,13 +343,36 @@ def alpine(
     return FakeContainer(files=files, executables=BUSYBOX, flavor="busybox")
 
 
-def debian(resolv_conf: str, *, extra: Mapping[str, str | bytes] | None = None) -> FakeContainer:
-    """A Debian container: GNU coreutils, glibc's loader and ``libc.so.6``, the given ``/etc/resolv.conf``."""
+#: glibc's dynamic loader per architecture (Debian's multiarch paths), for :func:`debian`.
+_GLIBC_LOADERS = {
+    "x86_64": "/lib64/ld-linux-x86-64.so.2",
+    "aarch64": "/lib/ld-linux-aarch64.so.1",
+    "armhf": "/lib/ld-linux-armhf.so.3",
+    "i386": "/lib/ld-linux.so.2",
+    "powerpc64le": "/lib64/ld64.so.2",
+    "s390x": "/lib/ld64.so.1",
+}
+_DEBIAN_TRIPLETS = {
+    "x86_64": "x86_64-linux-gnu",
+    "aarch64": "aarch64-linux-gnu",
+    "armhf": "arm-linux-gnueabihf",
+    "i386": "i386-linux-gnu",
+    "powerpc64le": "powerpc64le-linux-gnu",
+    "s390x": "s390x-linux-gnu",
+}
+
+
+def debian(
+    resolv_conf: str, *, arch: str = "x86_64", extra: Mapping[str, str | bytes] | None = None
+) -> FakeContainer:
+    """A Debian container: GNU coreutils, glibc's loader and ``libc.so.6``, the given ``/etc/resolv.conf``.
+    ``arch`` is the machine name (``x86_64``, ``aarch64``…) that places the loader and libc."""
+    triplet = _DEBIAN_TRIPLETS.get(arch, f"{arch}-linux-gnu")
     files: dict[str, str | bytes] = {
         "/etc/resolv.conf": resolv_conf,
         "/etc/debian_version": "12.8\n",
-        "/lib/x86_64-linux-gnu/libc.so.6": b"\x7fELF",
-        "/lib64/ld-linux-x86-64.so.2": b"\x7fELF",
+        f"/lib/{triplet}/libc.so.6": b"\x7fELF",
+        _GLIBC_LOADERS.get(arch, f"/lib/ld-linux-{arch}.so.1"): b"\x7fELF",
         "/lib/terminfo/x/xterm": b"",
         "/bin/sh": b"\x7fELF",
     }

@@ -1,9 +1,10 @@
 """Cluster definitions for the demo fleet, tests and benchmarks.
 
 A ``ClusterSpec`` is plain data: the objects the API serves, the node pools with their kubelet facts
-and the *content* of each pool's node resolv.conf (which the API does not expose: an admin enters it
-in the cluster's settings, so the scan takes it from there), what the upstream resolver answers for
-names under each node search domain (for DNS lab setups), and the users with their permissions.
+and the *content* of each pool's node resolv.conf (which the API does not expose: ``install`` loads it as
+the hidden file of the pool's nodes, so only exec in their pods shows it, as on a real cluster; an admin may
+also enter it in the cluster's settings), what the upstream resolver answers for names under each node
+search domain (for DNS lab setups), and the users with their permissions.
 
 ``demo_fleet()`` returns the three demo clusters; ``scale_cluster()`` a large one for benchmarks.
 ``serve(specs)`` loads specs into a ``FakeKube`` (one cluster per path prefix).
@@ -31,7 +32,9 @@ class PoolSpec:
     nodes: list[str]
     node_ips: dict[str, str]
     info: NodeInfo
-    node_resolv_conf: str  # content of the file the kubelet reads (what an admin would enter)
+    #: Content of the file on the node that the kubelet reads (its ``resolvConf``). The API does not expose
+    #: it; ``ClusterSpec.install`` makes it the hidden node file, revealed only by exec in the pool's pods.
+    node_resolv_conf: str
     resolv_conf_path: str = "/etc/resolv.conf"  # kubelet resolvConf (configz)
     cluster_dns: tuple[str, ...] = ("10.96.0.10",)
     cluster_domain: str = "cluster.local"
@@ -88,14 +91,20 @@ class ClusterSpec:
         return self.pools[0].cluster_dns if self.pools else ("10.96.0.10",)
 
     def install(self, cluster: Cluster) -> None:
-        """Load objects, users and per-node kubelet behaviour into a server cluster."""
+        """Load objects, users and per-node kubelet behaviour into a server cluster, and each pool's
+        ``node_resolv_conf`` as the hidden file of its nodes (node facts of an earlier install are dropped).
+
+        Every kubelet keeps its config even when its ``configz`` answers 403/502/503 (only the endpoint
+        fails), so exec in its pods still shows what that kubelet wrote."""
         cluster.reset(self.objects)
+        cluster.clear_nodes()
         for u in self.users or [UserSpec("admin", ADMIN_RULES)]:
             cluster.add_user(u.name, cert=u.auth == "cert", token=None, groups=u.groups, rules=u.rules)
         for p in self.pools:
             cfg = p.kubelet_config()
             for n in p.nodes:
-                cluster.set_kubelet(n, cfg if p.configz_status == 200 else None, status=p.configz_status)
+                cluster.set_kubelet(n, cfg, status=p.configz_status)
+                cluster.set_node_file(n, p.node_resolv_conf)
 
 
 def serve(specs: list[ClusterSpec], server: FakeKube | None = None) -> FakeKube:

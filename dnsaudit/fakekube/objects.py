@@ -460,17 +460,34 @@ def pod(
     phase: str = "Running",
     pod_ip: str | None = None,
     host_ip: str = "10.0.0.10",
+    annotations: dict | None = None,
+    waiting: dict[str, str] | None = None,
 ) -> dict:
-    """A scheduled Pod with status (``containerStatuses`` with containerd-style ``imageID``)."""
+    """A scheduled Pod with status (``containerStatuses`` with containerd-style ``imageID``).
+
+    ``waiting`` maps container names to a waiting reason (``CrashLoopBackOff``, ``ImagePullBackOff``…):
+    those containers are not running even in a Running pod (exec into them is refused)."""
     sa_vol = "kube-api-access-" + suffix(ns + "/" + name)
-    md = meta(name, ns, labels=labels, owner=owner, age=age, kind="Pod")
+    md = meta(name, ns, labels=labels, annotations=annotations, owner=owner, age=age, kind="Pod")
     ip = host_ip if o.host_network else (pod_ip or _pod_ip(ns + "/" + name))
     start = ts(age + 2)
     running = phase == "Running"
     statuses = []
     for i, c in enumerate(containers):
         st: dict = {"name": c.name}
-        if running:
+        if waiting and c.name in waiting:
+            st["state"] = {"waiting": {"reason": waiting[c.name]}}
+            if waiting[c.name] == "CrashLoopBackOff":
+                st["lastState"] = {
+                    "terminated": {
+                        "exitCode": 1,
+                        "reason": "Error",
+                        "startedAt": ts(age + 5 + i),
+                        "finishedAt": ts(age + 6 + i),
+                        "containerID": "containerd://" + _hexid(md["uid"], c.name),
+                    }
+                }
+        elif running:
             st["state"] = {"running": {"startedAt": ts(age + 5 + i)}}
         elif phase == "Succeeded":
             st["state"] = {
@@ -484,16 +501,17 @@ def pod(
             }
         else:
             st["state"] = {"waiting": {"reason": "ContainerCreating"}}
-        st["lastState"] = {}
-        st["ready"] = running
-        st["restartCount"] = 0
+        up = running and "running" in st["state"]
+        st.setdefault("lastState", {})
+        st["ready"] = up
+        st["restartCount"] = 3 if "terminated" in st["lastState"] else 0
         st["image"] = canonical_image(c.image)
         st["imageID"] = image_id(c.image) if phase != "Pending" else ""
         if phase != "Pending":
             st["containerID"] = "containerd://" + _hexid(md["uid"], c.name)
-        st["started"] = running
+        st["started"] = up
         statuses.append(st)
-    ready = "True" if running else "False"
+    ready = "True" if running and all("running" in st["state"] for st in statuses) else "False"
     conds = [
         {
             "type": "PodReadyToStartContainers",
@@ -916,6 +934,8 @@ def bare_pod(
     *,
     opts: PodOpts | None = None,
     age: float = 0,
+    annotations: dict | None = None,
+    waiting: dict[str, str] | None = None,
 ) -> list[dict]:
     node_name, host_ip = place.next()
     return [
@@ -928,8 +948,63 @@ def bare_pod(
             labels={"run": name},
             age=age,
             host_ip=host_ip,
+            annotations=annotations,
+            waiting=waiting,
         )
     ]
+
+
+def pending_pod(
+    ns: str,
+    name: str,
+    containers: Sequence[C],
+    *,
+    node_name: str | None = None,
+    opts: PodOpts | None = None,
+    reason: str = "ContainerCreating",
+    annotations: dict | None = None,
+    age: float = 0,
+) -> dict:
+    """A Pending bare Pod. With ``node_name``: scheduled, its containers waiting with ``reason`` (exec is
+    refused: container not found). Without: not scheduled yet (``PodScheduled`` False ``Unschedulable``, no
+    ``nodeName``, no container statuses; exec is refused: the pod has no host)."""
+    if node_name:
+        p = pod(
+            name,
+            ns,
+            containers,
+            opts or PodOpts(),
+            node_name=node_name,
+            labels={"run": name},
+            age=age,
+            phase="Pending",
+            annotations=annotations,
+        )
+        for st in p["status"]["containerStatuses"]:
+            st["state"] = {"waiting": {"reason": reason}}
+        return p
+    sa_vol = "kube-api-access-" + suffix(ns + "/" + name)
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta(name, ns, labels={"run": name}, annotations=annotations, age=age, kind="Pod"),
+        "spec": pod_spec(containers, opts or PodOpts(), for_pod=True, sa_volume=sa_vol),
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "lastProbeTime": None,
+                    "lastTransitionTime": ts(age + 1),
+                    "reason": "Unschedulable",
+                    "message": "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are "
+                    "available: 3 No preemption victims found for incoming pod.",
+                }
+            ],
+            "qosClass": "Burstable",
+        },
+    }
 
 
 # --- config and service objects -----------------------------------------------------------------------------------

@@ -3,10 +3,14 @@
 Register once in ``tests/conftest.py`` with ``pytest_plugins = ["dnsaudit.fakekube.pytest_fixtures"]``.
 
 * ``fakekube_server`` (session): one started ``FakeKube``; the default cluster has user ``admin``.
-* ``fakekube`` (function): the same server with the default cluster emptied, faults cleared, kubelet
-  behaviours reset and every user except ``admin`` removed. Load objects with ``fakekube.reset(objs)``.
+* ``fakekube`` (function): the same server with the default cluster emptied, faults, exec handler and image
+  flavours cleared, kubelet behaviours and hidden node files forgotten (``clear_nodes``), the default kubelet
+  config restored and every user except ``admin`` removed. Load objects with ``fakekube.reset(objs)`` and
+  node files with ``fakekube.set_node_file(node, text)``; without an exec handler, exec answers like a
+  real cluster (``dnsaudit.fakekube.kubelet_exec``).
 * ``fakekube_fleet`` (function): the demo fleet freshly installed as clusters ``openstack-prod``,
-  ``edge-k3s``, ``managed-clean`` on the session server; returns ``{name: (Cluster, ClusterSpec)}``.
+  ``edge-k3s``, ``managed-clean`` on the session server (objects, users, kubelets and each pool's hidden
+  node file); returns ``{name: (Cluster, ClusterSpec)}``.
 * ``kubeconfig_file`` (function): ``kubeconfig_file(cluster_or_server, user="admin", **kw) -> Path``.
 * ``context_for(cluster, user, auth=None) -> KubeContext`` (plain helper, importable).
 """
@@ -55,7 +59,7 @@ def fakekube_server() -> Iterator[FakeKube]:
 def fakekube(fakekube_server: FakeKube) -> FakeKube:
     c = fakekube_server.default
     c.reset(())
-    c.kubelets.clear()
+    c.clear_nodes()
     c.default_kubelet = kubelet_config()
     for name in [n for n in c.users if n != "admin"]:
         user = c.users.pop(name)

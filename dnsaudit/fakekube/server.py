@@ -11,8 +11,14 @@ What it serves (read-only): discovery (``/version``, ``/api``, ``/api/v1``, ``/a
 ``/apis/<g>/<v>``, CRD-backed groups), ``get``/``list`` of every stored type cluster-wide and per
 namespace with ``limit``/``continue`` (410 after ``compact()``), label and field selectors,
 ``nodes/{n}/proxy/configz`` (authorized as ``get nodes/proxy``; per-node ok/403/502/503),
-``POST selfsubjectaccessreviews`` and ``pods/{p}/exec`` over WebSocket (see ``exec.py``; answered by the
-cluster's ``exec_handler``). Errors are ``kind: Status`` bodies shaped like the apiserver's.
+``POST selfsubjectaccessreviews`` and ``pods/{p}/exec`` over WebSocket (see ``exec.py``). Errors are
+``kind: Status`` bodies shaped like the apiserver's.
+
+Exec is answered by the cluster's ``exec_handler`` when a test sets one (``set_exec``); otherwise like a real
+cluster (``kubelet_exec.py``): each node has a *hidden* resolv.conf (``set_node_file``; the API never shows
+it), and a running pod's ``/etc/resolv.conf`` is what its node's kubelet (the ``configz`` document of
+``set_kubelet``/``default_kubelet``, the Node's version and IPs) and containerd wrote for it; which commands
+exist depends on the container's image (or the pod annotation ``fakekube.dnsaudit.io/exec``).
 
 Auth: ``Authorization: Bearer <token>`` or a client certificate signed by the server CA (CN = user,
 O = groups). Unknown credentials and anonymous requests get 401 (``/version`` and health endpoints are
@@ -26,6 +32,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import functools
 import json
 import re
 import socket
@@ -53,6 +60,7 @@ from dnsaudit.fakekube.exec import (
     resolve_handler,
     valid_key,
 )
+from dnsaudit.fakekube.kubelet_exec import KubeletFacts, pod_resolv_conf, run_in_pod
 from dnsaudit.fakekube.objects import kubelet_config
 from dnsaudit.fakekube.store import Store, StoreError
 from dnsaudit.fakekube.tables import table, wants_table
@@ -225,6 +233,14 @@ class Cluster:
         self.exec_handler: ExecHandler | None = None
         #: The channel subprotocols this cluster's API server accepts (drop v5 to act like 1.29).
         self.exec_protocols: tuple[str, ...] = CHANNEL_PROTOCOLS
+        #: Node name → content of the file at its kubelet's ``resolvConf`` path (None or absent = unknown to
+        #: the test). Hidden: no API answer shows it; only exec in the node's pods reveals it.
+        self.node_files: dict[str, str | None] = {}
+        #: Image (as written in pod specs, or a repository without tag) → exec flavour (``alpine``,
+        #: ``debian``, ``distroless``, ``none``), overriding the built-in mapping of ``kubelet_exec``.
+        self.image_flavours: dict[str, str] = {}
+        #: Pod UID → the resolv.conf its sandbox started with (see ``snapshot_pod_files``).
+        self._pod_files: dict[str, str | None] = {}
 
     @property
     def url(self) -> str:
@@ -232,12 +248,15 @@ class Cluster:
 
     # -- objects ----------------------------------------------------------------------------------------
     def reset(self, objects: Iterable[dict] = ()) -> None:
-        """Replace every object (and clear faults and the exec handler, which describes the old pods).
-        Users and kubelet behaviours stay."""
+        """Replace every object (and clear faults, the exec handler, image flavours and pod-file snapshots,
+        which describe the old pods). Users, kubelet behaviours and node files stay: they are facts about
+        machines, outside the API (``clear_nodes`` drops the last two)."""
         self.store.reset(objects)
         self.faults.clear()
         self.exec_handler = None
         self.exec_protocols = CHANNEL_PROTOCOLS
+        self.image_flavours = {}
+        self._pod_files.clear()
 
     def add(self, objects: Iterable[dict]) -> None:
         self.store.add(objects)
@@ -252,8 +271,73 @@ class Cluster:
 
     def set_exec(self, handler: ExecHandler | None) -> None:
         """Set what ``pods/{p}/exec`` runs: a callable ``(ExecRequest) -> ExecOutcome`` or a mapping
-        ``"ns/pod[/container]"``/``"*"`` -> ``FakeContainer`` or ``{path: content}`` (see ``exec.py``)."""
+        ``"ns/pod[/container]"``/``"*"`` -> ``FakeContainer`` or ``{path: content}`` (see ``exec.py``).
+        An explicit handler answers every exec of the cluster; ``None`` restores the kubelet-like one."""
         self.exec_handler = handler
+
+    # -- nodes as the kubelet sees them (not in the API) -------------------------------------------------
+    def set_node_file(self, node: str, text: str | None) -> None:
+        """Set the hidden content of ``node``'s resolv.conf (the file at its kubelet's ``resolvConf`` path).
+        ``None`` = unknown to the test: pods whose file depends on it have no ``/etc/resolv.conf``."""
+        self.node_files[node] = text
+
+    def set_node_files(self, files: dict[str, str | None]) -> None:
+        """``set_node_file`` for several nodes."""
+        self.node_files.update(files)
+
+    def clear_nodes(self) -> None:
+        """Forget every node file, kubelet behaviour and pod-file snapshot (kubelets answer the default)."""
+        self.node_files.clear()
+        self.kubelets.clear()
+        self._pod_files.clear()
+
+    def kubelet_facts(self, node: str) -> KubeletFacts:
+        """What ``node``'s kubelet builds pod files from: its configz document (``set_kubelet``, else
+        ``default_kubelet``, else a kubeadm-like default — a kubelet whose configz is forbidden or unreachable
+        still has its config) and the stored Node object (version, IPs, runtime, architecture)."""
+        beh = self.kubelets.get(node)
+        config = beh.config if beh is not None and beh.config is not None else None
+        if config is None:
+            config = self.default_kubelet if self.default_kubelet is not None else kubelet_config()
+        node_obj = None
+        rtype = self.store.lookup("", "v1", "nodes")
+        entry = self.store.get(rtype, "", node) if rtype is not None and node else None
+        if entry is not None:
+            node_obj = json.loads(entry.body)
+        return KubeletFacts.from_objects(config, node_obj)
+
+    def pod_file(self, pod: dict) -> str | None:
+        """``/etc/resolv.conf`` of a scheduled pod as its node's kubelet and containerd wrote it (the
+        snapshot when ``snapshot_pod_files`` recorded one). None: it depends on an unknown node file."""
+        uid = (pod.get("metadata") or {}).get("uid") or ""
+        if uid in self._pod_files:
+            return self._pod_files[uid]
+        node = (pod.get("spec") or {}).get("nodeName") or ""
+        return pod_resolv_conf(pod, self.node_files.get(node), self.kubelet_facts(node))
+
+    def snapshot_pod_files(self) -> None:
+        """Record the file of every stored scheduled pod as of now, as if their sandboxes started now: later
+        ``set_node_file``/``set_kubelet`` changes reach only pods added afterwards (a real pod keeps the
+        file it started with until it is recreated). ``reset`` forgets the snapshot."""
+        rtype = self.store.lookup("", "v1", "pods")
+        if rtype is None:
+            return
+        for pod in json.loads(self.store.list(rtype, None)).get("items") or ():
+            uid = (pod.get("metadata") or {}).get("uid")
+            if uid and (pod.get("spec") or {}).get("nodeName"):
+                self._pod_files[uid] = self.pod_file(pod)
+
+    def kubelet_exec(self, req: ExecRequest, pod: dict) -> ExecOutcome:
+        """Answer an exec the API server accepted, as the pod's kubelet and container would."""
+        node = (pod.get("spec") or {}).get("nodeName") or ""
+        facts = self.kubelet_facts(node)
+        return run_in_pod(
+            req,
+            pod,
+            self.pod_file(pod),
+            architecture=facts.architecture,
+            image_flavours=self.image_flavours,
+        )
 
     # -- users ------------------------------------------------------------------------------------------
     def add_user(
@@ -482,6 +566,9 @@ class FakeKube:
 
     def set_exec(self, handler: ExecHandler | None) -> None:
         self.default.set_exec(handler)
+
+    def set_node_file(self, node: str, text: str | None) -> None:
+        self.default.set_node_file(node, text)
 
 
 # --- request handling ----------------------------------------------------------------------------------
@@ -882,6 +969,9 @@ class _Handler(BaseHTTPRequestHandler):
         if container not in names:
             self._error(400, "BadRequest", f"container {container} is not valid for pod {name}")
             return
+        if not (pod.get("spec") or {}).get("nodeName"):
+            self._error(400, "BadRequest", f"pod {name} does not have a host assigned")
+            return
         statuses = (pod.get("status") or {}).get("containerStatuses") or ()
         state = next((s.get("state") or {} for s in statuses if s.get("name") == container), {})
         if "running" not in state:
@@ -936,7 +1026,10 @@ class _Handler(BaseHTTPRequestHandler):
         )
         if req.stdin:
             req = dataclasses.replace(req, stdin_data=session.read_stdin(timeout=10.0))
-        run = resolve_handler(cluster.exec_handler, req)
+        if cluster.exec_handler is None:
+            run = functools.partial(cluster.kubelet_exec, pod=pod)
+        else:
+            run = resolve_handler(cluster.exec_handler, req)
         if run is None:
             outcome = ExecOutcome(
                 runtime_error=f"dnsaudit test API server: no exec handler for {namespace}/{name}/{container}"
