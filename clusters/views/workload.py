@@ -1,91 +1,107 @@
-"""The workload page: why the verdict holds (resolv.conf, musl vs glibc traces, image evidence) and the fix."""
+"""The workload page: why the verdict holds (resolv.conf, musl vs glibc traces, image evidence) and the fix.
+
+The stored ``report`` and ``detail`` are read as :mod:`dnsaudit.core.schema` declares them, after
+:func:`~dnsaudit.core.schema.check_report` / :func:`~dnsaudit.core.schema.check_detail`: a row that does
+not match is a bug to see (a 500 naming the first wrong key, logged), not a shape to guess around. Rows
+stored before a key existed lack only the keys the schema declares optional; the template handles those.
+"""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+import logging
+from typing import TypedDict
+
+from django.http import HttpRequest, HttpResponse, HttpResponseServerError
 from django.shortcuts import get_object_or_404, render
+
+from dnsaudit.core.schema import (
+    DetailRemediation,
+    Query,
+    Resolution,
+    SchemaError,
+    WorkloadDetail,
+    WorkloadReport,
+    checked,
+)
 
 from ..access import require_role
 from ..models import WorkloadResult
 from .common import get_cluster
 
-
-def resolv_conf_text(report: dict, detail: dict) -> str:
-    """The pod's resolv.conf as a file: the stored text, else rebuilt from the report's three lists."""
-    text = detail.get("resolv_conf_text")
-    if text:
-        return text
-    rc = report.get("resolv_conf") or {}
-    lines = [f"nameserver {ns}" for ns in rc.get("nameservers", [])]
-    if rc.get("searches"):
-        lines.append("search " + " ".join(rc["searches"]))
-    if rc.get("options"):
-        lines.append("options " + " ".join(rc["options"]))
-    return "\n".join(lines) + ("\n" if lines else "")
+log = logging.getLogger(__name__)
 
 
-def search_origin_items(value) -> list[tuple[str, str]]:
-    """``detail["search_origin"]`` as (domain, origin) pairs, whatever shape the scanner stored:
-    a mapping domain -> origin, a list of ``{"domain", "origin"}``, or a sentence."""
-    if not value:
-        return []
-    if isinstance(value, dict):
-        return [(str(k), str(v)) for k, v in value.items()]
-    if isinstance(value, list):
-        return [
-            (str(i.get("domain", "")), str(i.get("origin", ""))) if isinstance(i, dict) else ("", str(i))
-            for i in value
-        ]
-    return [("", str(value))]
+# What the view hands the template besides ``report``/``detail`` (tests/web/test_workload_page.py checks
+# every key the template reads against these and the schema).
 
 
-def ordered_remediations(detail: dict) -> list[dict]:
+class RemediationRow(DetailRemediation):
+    index: int  # position in detail["remediations"]: the download URL's index
+
+
+class QueryRow(Query):
+    stopped: bool  # musl stopped its search on this query
+
+
+class SimulationSide(TypedDict):
+    libc: str
+    res: Resolution
+    queries: list[QueryRow]
+
+
+class SimulationRow(TypedDict):
+    name: str
+    sides: list[SimulationSide]
+    differs: bool
+
+
+def ordered_remediations(detail: WorkloadDetail) -> list[RemediationRow]:
     """Remediations with the recommended one first, each given a stable index for its download URL."""
-    items = [dict(r, index=i) for i, r in enumerate(detail.get("remediations") or [])]
-    return sorted(items, key=lambda r: (not r.get("recommended"), r["index"]))
+    items = [RemediationRow(**r, index=i) for i, r in enumerate(detail["remediations"])]
+    return sorted(items, key=lambda r: (not r["recommended"], r["index"]))
 
 
-def simulation_rows(detail: dict) -> list[dict]:
+def simulation_rows(detail: WorkloadDetail) -> list[SimulationRow]:
     """Per probe name the musl and glibc resolutions, each query flagged when musl stopped on it."""
-    rows = []
-    for sim in detail.get("simulations") or []:
-        sides = []
+    rows: list[SimulationRow] = []
+    for sim in detail["simulations"]:
+        sides: list[SimulationSide] = []
         for libc in ("musl", "glibc"):
-            res = sim.get(libc)
-            if not res:
-                sides.append({"libc": libc, "missing": True})
-                continue
-            stopped = res.get("stopped_at")
-            queries = [
-                dict(q, stopped=bool(stopped) and q.get("name") == stopped) for q in res.get("queries") or []
-            ]
+            res = sim[libc]
+            stopped = res["stopped_at"]
+            queries = [dict(q, stopped=bool(stopped) and q["name"] == stopped) for q in res["queries"]]
             sides.append({"libc": libc, "res": res, "queries": queries})
-        musl, glibc = sim.get("musl") or {}, sim.get("glibc") or {}
-        rows.append(
-            {
-                "name": sim.get("name", ""),
-                "sides": sides,
-                "differs": bool(musl) and bool(glibc) and musl.get("ok") != glibc.get("ok"),
-            }
-        )
+        rows.append({"name": sim["name"], "sides": sides, "differs": sim["musl"]["ok"] != sim["glibc"]["ok"]})
     return rows
+
+
+def read_stored(workload: WorkloadResult) -> tuple[WorkloadReport, WorkloadDetail]:
+    """The row's report and detail, checked against the schema (raises :class:`SchemaError`)."""
+    return checked(workload.report, workload.detail)
 
 
 @require_role("viewer")
 def workload_detail(request: HttpRequest, name: str, pk: int) -> HttpResponse:
     cluster = get_cluster(name)
     workload = get_object_or_404(WorkloadResult.objects.select_related("scan"), pk=pk, scan__cluster=cluster)
-    report, detail = workload.report or {}, workload.detail or {}
+    try:
+        report, detail = read_stored(workload)
+    except SchemaError as exc:
+        log.error("workload result %s (scan %s) does not match the schema: %s", pk, workload.scan_id, exc)
+        return HttpResponseServerError(
+            f"The stored result of this workload (scan {workload.scan_id}) does not match dnsaudit's report "
+            f"schema: {exc}. Rescan the cluster.\n",
+            content_type="text/plain; charset=utf-8",
+        )
     context = {
         "cluster": cluster,
         "scan": workload.scan,
         "w": workload,
         "report": report,
         "detail": detail,
-        "resolv_conf": resolv_conf_text(report, detail),
-        "search_origin": search_origin_items(detail.get("search_origin")),
+        "search_origin": list(detail["search_origin"].items()),
         "simulations": simulation_rows(detail),
         "remediations": ordered_remediations(detail),
-        "containers": detail.get("containers") or report.get("containers") or [],
+        "containers": detail["containers"],
     }
     return render(request, "clusters/workload.html", context)

@@ -155,23 +155,27 @@ def remediations(namespace: str, kind: str, name: str) -> list[dict]:
             "kind": "dnsConfig",
             "title": "Drop corp.example from this workload's search list",
             "why": "dnsPolicy None with a full dnsConfig keeps the cluster domains and removes the node's domain that answers NODATA.",
-            "tradeoffs": "Names under corp.example must then be written in full.",
+            "tradeoffs": ["Names under corp.example must then be written in full."],
             "recommended": True,
             "patch_yaml": patch,
             "kubectl": f"kubectl -n {namespace} patch {kind.lower()} {name} --type strategic --patch-file dnsConfig.patch.yaml",
             "kustomize": f"- path: dnsConfig.patch.yaml\n  target:\n    kind: {kind}\n    name: {name}\n",
             "extra_files": {},
+            "checked": True,
+            "problems": [],
         },
         {
             "kind": "kubelet",
             "title": "Give the kubelet a resolv.conf without corp.example",
             "why": "Fixes every pod on the pool at once.",
-            "tradeoffs": "Needs a node configuration change and a rollout of the pool.",
+            "tradeoffs": ["Needs a node configuration change and a rollout of the pool."],
             "recommended": False,
             "patch_yaml": "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nresolvConf: /etc/kubernetes/resolv.conf\n",
             "kubectl": "",
             "kustomize": "",
             "extra_files": {"resolv.conf": "nameserver 192.168.0.2\n"},
+            "checked": True,
+            "problems": [],
         },
     ]
 
@@ -197,6 +201,7 @@ def make_workload(
         "libc": libc,
         "musl_version": musl_version or None,
         "confidence": "confirmed",
+        "digest": "sha256:" + "ab" * 32,
     }
     report = {
         "namespace": namespace,
@@ -215,17 +220,26 @@ def make_workload(
         "remediation": {
             "recommended": "dnsConfig" if fix else "none",
             "alternatives": ["kubelet"] if fix else [],
+            "why": "Only this workload changes, and the patch was re-simulated."
+            if fix
+            else "Nothing to change.",
         },
+        "node_pool": pool,
+        "affected_names": ["example.com"] if risk == "affected" else [],
+        "dns_config": None,
     }
     detail = {
         "resolv_conf_text": f"search {' '.join(searches)}\nnameserver 10.96.0.10\noptions ndots:5\n",
         "search_origin": {
             s: ("cluster" if "cluster.local" in s else "node resolv.conf (observed)") for s in searches
         },
+        "nameserver_origin": {"10.96.0.10": "cluster"},
         "events": [],
+        "error": None,
         "simulations": [
             {
                 "name": "example.com",
+                "musl_version": "1.2.4",
                 "musl": resolution("musl", "example.com", searches),
                 "glibc": resolution("glibc", "example.com", searches),
             }
@@ -245,6 +259,11 @@ def make_workload(
             )
         ],
         "remediations": remediations(namespace, kind, name) if fix else [],
+        "validation": [
+            {"kind": r["kind"], "checked": r["checked"], "problems": r["problems"]}
+            for r in (remediations(namespace, kind, name) if fix else [])
+        ],
+        "assumed": [],
     }
     return WorkloadResult.objects.create(
         scan=scan,
@@ -304,3 +323,97 @@ def make_report(cluster: Cluster, workloads: int = 12, *, namespaces: int = 3, *
     )
     scan.refresh_from_db()
     return scan
+
+
+# --- rows audited through the real core (the demo fleet) --------------------------------------------------
+
+
+def demo_audits(spec=None) -> list:
+    """``[(Workload, WorkloadAudit)]`` for every workload object of a demo cluster (``openstack_prod()`` by
+    default), audited by :func:`dnsaudit.core.audit.audit_workloads` without a cluster: one node pool per
+    pool of the spec (node file entered), the spec's upstream answers as probes, libc inferred from the
+    image references. Pure: touches no database."""
+    from dnsaudit.core.audit import AuditContext, audit_workloads
+    from dnsaudit.core.manifests import ANSWERS, workload_from_object
+    from dnsaudit.core.model import KubeletDNS, NodePool, ProbeResult
+    from dnsaudit.fakekube.fleet import openstack_prod
+
+    spec = spec or openstack_prod()
+    pools = {
+        p.name: NodePool(
+            name=p.name,
+            kubelet=KubeletDNS(
+                cluster_dns=tuple(p.cluster_dns),
+                cluster_domain=p.cluster_domain,
+                resolv_conf=p.resolv_conf_path,
+                version=p.info.kubelet_version,
+            ),
+            node_resolv_conf=p.node_resolv_conf,
+            nodes=list(p.nodes),
+            node_resolv_conf_source="entered",
+            node_resolv_conf_evidence=["entered by the test factory"],
+        )
+        for p in spec.pools
+    }
+    probes = [
+        ProbeResult(
+            domain=domain,
+            probe_name="example.com",
+            qname=f"example.com.{domain}",
+            server=spec.cluster_dns[0],
+            a=ANSWERS[answer],
+            aaaa=ANSWERS[answer],
+        )
+        for domain, answer in spec.upstream.items()
+    ]
+    ctx = AuditContext(pools=pools, default_pool=spec.pools[0].name, probes=probes)
+    workloads = [w for w in (workload_from_object(obj) for obj in spec.objects) if w is not None]
+    return list(zip(workloads, audit_workloads(workloads, ctx), strict=True))
+
+
+def demo_audit(key: str, spec=None):
+    """``(Workload, WorkloadAudit)`` of ``"<namespace>/<Kind>/<name>"`` in :func:`demo_audits`."""
+    for w, audit in demo_audits(spec):
+        if f"{w.namespace}/{w.kind}/{w.name}" == key:
+            return w, audit
+    raise LookupError(f"no workload {key} in the demo cluster")
+
+
+def make_audited_workload(scan: Scan, key: str, spec=None, *, audited=None) -> WorkloadResult:
+    """A stored row of demo workload ``key`` as the scan saves it: report and detail straight from the core
+    audit, checked against the schema (``saving=True``) like the save stage does. ``audited``: the
+    ``(Workload, WorkloadAudit)`` pair when the caller already has it (from :func:`demo_audits`)."""
+    from dnsaudit.core.schema import check_detail, check_report
+
+    w, audit = audited or demo_audit(key, spec)
+    report, detail = audit.report, audit.detail
+    # What dnsaudit/core/audit.py writes (the workload's own pod-level dnsConfig, None without one); kept
+    # here so the row does not depend on the version of audit.py under test.
+    report["dns_config"] = w.dns_config
+    check_report(report, saving=True)
+    check_detail(detail, saving=True)
+    libcs = {c["libc"] for c in report["containers"]}
+    versions = sorted(c["musl_version"] for c in report["containers"] if c["musl_version"])
+    libc = (
+        "unknown"
+        if not libcs
+        else libcs.pop()
+        if len(libcs) == 1
+        else ("musl" if "musl" in libcs else "mixed")
+    )
+    return WorkloadResult.objects.create(
+        scan=scan,
+        namespace=report["namespace"],
+        kind=report["kind"],
+        name=report["name"],
+        node_pool=report["node_pool"],
+        risk=report["risk"],
+        libc=libc,
+        musl_version=versions[0] if versions else "",
+        recommended=report["remediation"]["recommended"],
+        dns_policy=report["dns_policy"],
+        host_network=report["host_network"],
+        report=report,
+        detail=detail,
+        search_text=" ".join([key, *(c["image"] for c in report["containers"])]).lower(),
+    )
