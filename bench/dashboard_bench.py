@@ -59,7 +59,7 @@ def demo_templates() -> tuple[dict[str, list], list]:
     from django.core.management import call_command
 
     from clusters.models import Cluster, NodePoolResult, WorkloadResult
-    from clusters.scanning import execute_scan, request_scan
+    from clusters.scan import execute_scan, request_scan
 
     call_command("demo", "--no-scan", stdout=io.StringIO())
     scan_ids = []

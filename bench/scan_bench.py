@@ -88,13 +88,13 @@ def register_cluster(entry: dict, dns_port: int):
     """Register a served cluster through the product's kubeconfig import, with the settings an admin
     would enter (node resolv.conf per pool, probe nameserver); seed the image cache for its images.
 
-    The image-cache keys are computed exactly as ``clusters.scanning._inspect_images`` does
+    The image-cache keys are computed exactly as ``clusters.scan.stages.images.inspect_images`` does
     (``f"{resolve_image_id(image_id) or image}@{platform}"`` over the inventory's images); the scan
     children count any miss, so a drift between the two is reported, not hidden.
     """
     from clusters.models import Cluster, ImageVerdict
     from clusters.registry import import_kubeconfig
-    from clusters.scanning import WORKLOAD_RESOURCES
+    from clusters.scan import WORKLOAD_RESOURCES
     from dnsaudit.boundary.registry import resolve_image_id
     from dnsaudit.core import inventory
 
@@ -150,7 +150,7 @@ def _dns():
 
 
 def run_scan(quick: bool, tmp: Path, profile: bool = False) -> dict:
-    from clusters.scanning import WORKLOAD_RESOURCES, request_scan
+    from clusters.scan import WORKLOAD_RESOURCES, request_scan
 
     size = SCAN_QUICK if quick else SCAN_FULL
     name = f"scale-{size['pods'] // 1000}k" if size["pods"] >= 1000 else "scale-small"
@@ -291,7 +291,7 @@ def _cpu_delta(a: dict, b: dict) -> dict:
 def run_fleet(quick: bool, tmp: Path) -> dict:
     import subprocess
 
-    from clusters.scanning import request_scan
+    from clusters.scan import request_scan
 
     size = FLEET_QUICK if quick else FLEET_FULL
     specs = [

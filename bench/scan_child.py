@@ -5,7 +5,7 @@
 
 ``list``: the raw paginated listing with the scanner's own client (``KubeClient.iter_list``), timed.
 ``BENCH_EXPERIMENT`` runs either under a proposed change (see ``_maybe_freeze``).
-``scan``: ``clusters.scanning.execute_scan`` (claim, read, audit, save), timed, with the time and RSS at
+``scan``: ``clusters.scan.execute_scan`` (claim, read, audit, save), timed, with the time and RSS at
 each stage change (the scan's own progress stages) and the process's peak RSS (VmHWM). Registry calls
 are intercepted by ``bench/guard.py`` and counted as cache misses. ``--profile`` writes cProfile stats.
 """
@@ -79,7 +79,7 @@ def _maybe_freeze(mode: str) -> None:
       after start-up;
     * ``nogc``: the cyclic collector paused for the measured operation (JSON from the API is acyclic);
     * ``slim``: pods reduced to the fields the inventory reads as they stream in (``slim_pod``), the
-      proposed change to ``clusters/scanning.py``/``dnsaudit/core/inventory.py``.
+      proposed change to ``clusters/scan/``/``dnsaudit/core/inventory.py``.
     """
     import gc
 
@@ -146,8 +146,9 @@ def do_scan(scan_id: int, profile: str | None) -> dict:
     import dnsaudit.core.audit
     import dnsaudit.core.inventory
     import dnsaudit.core.kubelet  # noqa: F401
-    from clusters import registry, scanning
+    from clusters import registry
     from clusters.models import Scan as _Scan
+    from clusters.scan import Progress, execute_scan
 
     _warm_client(registry.load_context(_Scan.objects.select_related("cluster").get(pk=scan_id).cluster))
     _maybe_freeze("scan")
@@ -155,14 +156,14 @@ def do_scan(scan_id: int, profile: str | None) -> dict:
 
     stages: list[dict] = []
     t0 = time.perf_counter()
-    original = scanning.Progress.set
+    original = Progress.set
 
     def recording_set(self, stage=None, **kw):
         if stage is not None and (not stages or stages[-1]["stage"] != stage):
             stages.append({"stage": stage, "at": time.perf_counter() - t0, "rss_mb": _rss_mb("VmRSS")})
         return original(self, stage, **kw)
 
-    scanning.Progress.set = recording_set  # type: ignore[method-assign]
+    Progress.set = recording_set  # type: ignore[method-assign]
     baseline = _rss_mb("VmRSS")
     profiler = None
     if profile:
@@ -173,7 +174,7 @@ def do_scan(scan_id: int, profile: str | None) -> dict:
     cpu0 = _cpu()
     t0 = time.perf_counter()
     with _gc_paused():
-        scan = scanning.execute_scan(scan_id, worker="bench")
+        scan = execute_scan(scan_id, worker="bench")
     seconds = time.perf_counter() - t0
     cpu = _cpu() - cpu0
     if profiler is not None:

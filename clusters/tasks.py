@@ -7,8 +7,9 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from . import scanning
 from .models import Cluster
+from .scan import due_clusters, execute_scan, request_scan
+from .scan import reap_dead_scans as _reap_dead_scans
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ def run_scan(scan_id: int) -> str | None:
     from celery import current_task
 
     worker = getattr(current_task.request, "hostname", "") or "celery"
-    scan = scanning.execute_scan(scan_id, worker=worker)
+    scan = execute_scan(scan_id, worker=worker)
     return scan.status if scan else None
 
 
@@ -34,15 +35,15 @@ def run_scan(scan_id: int) -> str | None:
 def dispatch_periodic_scans() -> int:
     """Queue a scan for every cluster whose interval has passed (celery beat calls this every minute)."""
     started = 0
-    for cluster in scanning.due_clusters():
-        _scan, created = scanning.request_scan(cluster, trigger="schedule")
+    for cluster in due_clusters():
+        _scan, created = request_scan(cluster, trigger="schedule")
         started += int(created)
     return started
 
 
 @shared_task(name="clusters.tasks.reap_dead_scans", ignore_result=True)
 def reap_dead_scans() -> int:
-    reaped = scanning.reap_dead_scans()
+    reaped = _reap_dead_scans()
     if reaped:
         log.warning("marked %d scan(s) failed: their worker stopped reporting", reaped)
     return reaped

@@ -1,6 +1,6 @@
 """Rescan and its live progress.
 
-``POST rescan`` creates a queued scan or returns the active one (``clusters.scanning.request_scan``).
+``POST rescan`` creates a queued scan or returns the active one (``clusters.scan.request_scan``).
 The progress fragment polls itself every second while the scan is active (``hx-trigger="load delay:1s"``
 on an element that replaces itself) and stops by leaving the trigger out once the scan has ended; on the
 report page it then loads the fresh report into ``#report-body``. Until then the old report stays.
@@ -28,7 +28,7 @@ def _where(request: HttpRequest) -> str:
 @require_POST
 @require_role("operator")
 def rescan(request: HttpRequest, name: str) -> HttpResponse:
-    from ..scanning import request_scan  # imported late: the scanning module pulls in the task machinery
+    from ..scan import request_scan  # imported late: the scan package pulls in the whole pipeline
 
     cluster = get_cluster(name)
     scan, created = request_scan(cluster, trigger="manual", user=request.user)

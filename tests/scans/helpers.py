@@ -65,11 +65,11 @@ def register(
 
 def run_scan(cluster, **kw):
     """Queue and run one scan in this thread (as the in-process runner does); returns the finished row."""
-    from clusters import scanning
+    from clusters.scan import execute_scan, request_scan
 
-    scan, created = scanning.request_scan(cluster, trigger="manual", dispatch_now=False)
+    scan, created = request_scan(cluster, trigger="manual", dispatch_now=False)
     assert created, f"a scan was already active: {scan}"
-    out = scanning.execute_scan(scan.pk, worker="test", **kw)
+    out = execute_scan(scan.pk, worker="test", **kw)
     assert out is not None
     return out
 

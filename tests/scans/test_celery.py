@@ -27,8 +27,8 @@ from django.db import connection
 from django.utils import timezone
 from kombu import pools as kombu_pools
 
-from clusters import scanning
 from clusters.models import Scan
+from clusters.scan import reap_dead_scans, request_scan
 from clusters.tasks import dispatch_periodic_scans
 from dnsaudit.celery import app as celery_app
 from tests.scans.helpers import register
@@ -214,7 +214,7 @@ def test_the_compose_worker_runs_a_queued_scan(workers, fakekube_fleet, upstream
     cluster = register(fake, spec, upstream_dns(spec))
     use_broker(settings, redis_url)
     workers.start(redis_url)
-    scan, created = scanning.request_scan(cluster)  # on commit (autocommit here): run_scan.delay
+    scan, created = request_scan(cluster)  # on commit (autocommit here): the run_scan task is sent
     assert created
     done = wait_for(lambda: finished(scan.pk), 60, "the worker to finish the scan")
     assert done.status == Scan.SUCCEEDED, done.error
@@ -235,7 +235,7 @@ def test_redis_restart_during_a_scan_finishes_the_scan_exactly_once(
     # exactly the duplicate delivery the scan row must absorb.
     _proc, worker_log = workers.start(own_redis.url, DNSAUDIT_VISIBILITY_TIMEOUT="3")
     fake.faults.delay(r"/api/v1/pods", 4.0, times=1)  # keep the scan mid-way while Redis restarts
-    scan, _ = scanning.request_scan(cluster)
+    scan, _ = request_scan(cluster)
     wait_for(
         lambda: Scan.objects.filter(pk=scan.pk, status=Scan.RUNNING, stage="workloads").exists(),
         30,
@@ -263,7 +263,7 @@ def test_redis_restart_during_a_scan_finishes_the_scan_exactly_once(
     no_duplicate_rows(done)
     # The worker is still serving after the restart: a second scan runs too.
     fake.faults.clear()
-    nxt, created = scanning.request_scan(cluster)
+    nxt, created = request_scan(cluster)
     assert created
     again = wait_for(lambda: finished(nxt.pk), 60, "a scan after the Redis restart")
     assert again.status == Scan.SUCCEEDED
@@ -278,7 +278,7 @@ def test_sigkilled_worker_is_reaped_and_the_next_scan_runs_on_a_fresh_worker(
     use_broker(settings, own_redis.url)
     first_worker, _ = workers.start(own_redis.url, DNSAUDIT_VISIBILITY_TIMEOUT="3")
     fake.faults.delay(r"/api/v1/pods", 8.0, times=1)
-    doomed, _ = scanning.request_scan(cluster)
+    doomed, _ = request_scan(cluster)
     wait_for(
         lambda: Scan.objects.filter(pk=doomed.pk, status=Scan.RUNNING, stage="workloads").exists(),
         30,
@@ -290,14 +290,14 @@ def test_sigkilled_worker_is_reaped_and_the_next_scan_runs_on_a_fresh_worker(
 
     settings.DNSAUDIT_SCAN_STALE_AFTER = 1
     time.sleep(1.5)
-    assert scanning.reap_dead_scans() == 1  # ...until the reaper declares it dead
+    assert reap_dead_scans() == 1  # ...until the reaper declares it dead
     doomed.refresh_from_db()
     assert doomed.status == Scan.FAILED and "stopped reporting" in doomed.error
     assert cluster.active_scan() is None
 
     fake.faults.clear()
     workers.start(own_redis.url, DNSAUDIT_VISIBILITY_TIMEOUT="3")
-    nxt, created = scanning.request_scan(cluster)
+    nxt, created = request_scan(cluster)
     assert created
     done = wait_for(lambda: finished(nxt.pk), 60, "the next scan on the fresh worker")
     assert done.status == Scan.SUCCEEDED, done.error
@@ -339,7 +339,7 @@ def test_the_soft_time_limit_of_a_real_worker_ends_the_scan_cleanly(
     use_broker(settings, redis_url)
     workers.start(redis_url, DNSAUDIT_SCAN_SOFT_TIME_LIMIT="3", DNSAUDIT_SCAN_TIME_LIMIT="60")
     fake.faults.delay(r"/api/v1/pods", 10.0, times=1)
-    scan, _ = scanning.request_scan(cluster)
+    scan, _ = request_scan(cluster)
     done = wait_for(lambda: finished(scan.pk), 60, "the soft time limit to end the scan")
     assert done.status == Scan.FAILED
     assert "time limit" in done.error, done.error
@@ -347,7 +347,7 @@ def test_the_soft_time_limit_of_a_real_worker_ends_the_scan_cleanly(
     assert cluster.last_report_scan() is None  # nothing half-written became a report
 
     fake.faults.clear()
-    again, created = scanning.request_scan(cluster)
+    again, created = request_scan(cluster)
     assert created
     after = wait_for(lambda: finished(again.pk), 60, "the next scan on the same worker")
     assert after.status == Scan.SUCCEEDED, after.error

@@ -16,8 +16,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from cryptography.fernet import Fernet
 from django.utils import timezone
 
-from clusters import scanning
-from clusters.models import Scan
+from clusters.models import ImageVerdict, Scan
+from clusters.scan import claim, execute_scan, pipeline, reap_dead_scans, request_scan
 from dnsaudit import imagebuild
 from dnsaudit.boundary.kube import KubeClient
 from dnsaudit.fakedns import Behaviour, Rule
@@ -327,7 +327,7 @@ def test_registry_failures_fall_back_to_inferred_verdicts_and_the_scan_goes_on(
         # Inferred musl under a SERVFAIL-ing openstacklocal: still affected.
         assert w.risk == "affected"
     assert any("/team/slow/blobs/" in h for h in bad_registry.hits)
-    assert not scanning.ImageVerdict.objects.exists()  # nothing inferred is cached as if confirmed
+    assert not ImageVerdict.objects.exists()  # nothing inferred is cached as if confirmed
 
 
 # --- DNS probes -------------------------------------------------------------------------------------
@@ -367,16 +367,16 @@ def test_probe_timeout_under_a_domain_of_a_reachable_server_is_an_observation(fa
 def test_reaper_marks_a_stale_running_scan_failed_and_the_next_scan_runs(clean, settings):
     fake, cluster, good = clean
     settings.DNSAUDIT_SCAN_STALE_AFTER = 60
-    stuck, _ = scanning.request_scan(cluster, dispatch_now=False)
-    assert scanning.claim(stuck.pk, "worker-that-died")
+    stuck, _ = request_scan(cluster, dispatch_now=False)
+    assert claim(stuck.pk, "worker-that-died")
     # A fresh heartbeat is not reaped.
-    assert scanning.reap_dead_scans() == 0
+    assert reap_dead_scans() == 0
     Scan.objects.filter(pk=stuck.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=120))
-    assert scanning.reap_dead_scans() == 1
+    assert reap_dead_scans() == 1
     stuck.refresh_from_db()
     assert stuck.status == Scan.FAILED and "stopped reporting" in stuck.error
     # A late redelivery of the dead scan's message does not resurrect it.
-    assert scanning.execute_scan(stuck.pk, worker="late") is None
+    assert execute_scan(stuck.pk, worker="late") is None
     assert_last_good(cluster, good)
     nxt = run_scan(cluster)
     assert nxt.status == Scan.SUCCEEDED and cluster.last_report_scan().pk == nxt.pk
@@ -388,7 +388,7 @@ def test_soft_time_limit_ends_the_scan_failed_cleanly(clean, monkeypatch):
     def too_long(*a, **kw):
         raise SoftTimeLimitExceeded()
 
-    monkeypatch.setattr(scanning, "_inspect_images", too_long)
+    monkeypatch.setattr(pipeline, "inspect_images", too_long)
     bad = run_scan(cluster)
     assert bad.status == Scan.FAILED and "time limit" in bad.error
     assert bad.workloads.count() == 0

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from clusters import scanning
 from clusters.models import Scan
 from clusters.reports import workloads_diff
+from clusters.scan import execute_scan, request_scan
 from dnsaudit.fakekube import objects as o
 from dnsaudit.fakekube.auth import VIEW_RULES
 from dnsaudit.fakekube.objects import C, PodOpts
@@ -255,11 +255,11 @@ def test_scan_and_report_commands(transactional_db, fakekube_fleet, upstream_dns
 def test_manual_rescan_while_one_is_active_returns_the_active_scan(fakekube_fleet, upstream_dns):
     fake, spec = fakekube_fleet["managed-clean"]
     cluster = register(fake, spec)
-    first, created = scanning.request_scan(cluster, dispatch_now=False)
-    second, created2 = scanning.request_scan(cluster, dispatch_now=False)
+    first, created = request_scan(cluster, dispatch_now=False)
+    second, created2 = request_scan(cluster, dispatch_now=False)
     assert created and not created2 and second.pk == first.pk
-    scanning.execute_scan(first.pk, worker="test")
-    third, created3 = scanning.request_scan(cluster, dispatch_now=False)
+    execute_scan(first.pk, worker="test")
+    third, created3 = request_scan(cluster, dispatch_now=False)
     assert created3 and third.pk != first.pk
 
 

@@ -28,8 +28,9 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from clusters import crypto, scanning
+from clusters import crypto
 from clusters.models import Cluster
+from clusters.scan import request_scan, start_in_process_scheduler
 
 MIRRORS_ENV = "DNSAUDIT_REGISTRY_MIRRORS"  # read by dnsaudit.boundary.registry.RegistryClient
 
@@ -84,7 +85,7 @@ class Command(BaseCommand):
         if not opts["no_scan"]:
             for cluster in registered:
                 if cluster is not None:
-                    scanning.request_scan(cluster, trigger="demo")
+                    request_scan(cluster, trigger="demo")
         if not opts["serve"]:
             if not opts["no_scan"] and not settings.CELERY_BROKER_URL:
                 self.stdout.write("note: without --serve the in-process scans stop when this command exits")
@@ -153,7 +154,7 @@ class Command(BaseCommand):
                 "scans run in-process (no REDIS_URL): no Celery worker needed; a scheduler thread reaps "
                 "dead scans and runs periodic scans"
             )
-            scanning.start_in_process_scheduler()
+            start_in_process_scheduler()
             return None
         celery = shutil.which("celery") or str(settings.BASE_DIR / ".venv" / "bin" / "celery")
         self.stdout.write("starting a Celery worker for the demo")

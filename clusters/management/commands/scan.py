@@ -16,9 +16,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
-from clusters import scanning
 from clusters.models import Cluster, Scan
 from clusters.reports import scan_summary
+from clusters.scan import execute_scan, request_scan
 
 
 class Command(BaseCommand):
@@ -36,9 +36,7 @@ class Command(BaseCommand):
         except Cluster.DoesNotExist:
             known = ", ".join(Cluster.objects.values_list("name", flat=True)) or "none registered"
             raise CommandError(f"no cluster named {opts['name']!r} (known: {known})", returncode=2) from None
-        scan, created = scanning.request_scan(
-            cluster, trigger="cli", dispatch_now=bool(settings.CELERY_BROKER_URL)
-        )
+        scan, created = request_scan(cluster, trigger="cli", dispatch_now=bool(settings.CELERY_BROKER_URL))
         if not created and not opts["json"]:
             self.stderr.write(
                 f"a scan of {cluster.name} is already {scan.status} (scan {scan.pk}); following it"
@@ -73,7 +71,7 @@ class Command(BaseCommand):
 
         def run() -> None:
             try:
-                scanning.execute_scan(scan.pk, worker="cli")
+                execute_scan(scan.pk, worker="cli")
             finally:
                 # Close this thread's database connections (they would outlive the scan otherwise).
                 connections.close_all()

@@ -1,0 +1,131 @@
+"""Images: the pull secrets the workloads can use, and one libc verdict per distinct image."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from django.conf import settings
+
+from dnsaudit.core.model import LibcVerdict
+
+from ...models import ImageVerdict
+from ..progress import _problem, _retry
+
+
+def _service_account_pull_secrets(client, inv, problems) -> list[tuple[str, str]]:
+    """``(namespace, secret)`` for the imagePullSecrets of the service accounts the workloads run as."""
+    from dnsaudit.boundary.kube import KubeError
+
+    if not inv.service_accounts:
+        return []
+    try:
+        accounts = _retry(lambda: list(client.iter_list("serviceaccounts")))
+    except KubeError as exc:
+        problems.append(
+            _problem(
+                "service accounts",
+                str(exc),
+                "pull secrets attached to service accounts were not used: private images whose pods name no "
+                "imagePullSecrets of their own were inspected anonymously",
+            )
+        )
+        return []
+    out = []
+    for sa in accounts:
+        meta = sa.get("metadata") or {}
+        if meta.get("name") in inv.service_accounts.get(meta.get("namespace"), ()):
+            out.extend(
+                (meta["namespace"], s["name"]) for s in sa.get("imagePullSecrets") or () if s.get("name")
+            )
+    return out
+
+
+def inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
+    """One verdict per distinct image (by digest when known), cached in the database across clusters."""
+    from dnsaudit.boundary.kube import KubeError
+    from dnsaudit.boundary.registry import RegistryClient, credentials_from_dockerconfigjson, resolve_image_id
+
+    credentials: dict = {}
+    denied = False
+    secret_names = {ns: set(names) for ns, names in inv.pull_secrets.items()}
+    for ns, name in _service_account_pull_secrets(client, inv, problems):
+        secret_names.setdefault(ns, set()).add(name)
+    for ns, names in sorted(secret_names.items()):
+        for secret_name in names:
+            try:
+                secret = client.read_secret(ns, secret_name)
+            except KubeError:
+                denied = True
+                continue
+            data = (secret or {}).get("data") or {}
+            if ".dockerconfigjson" in data:
+                try:
+                    credentials.update(credentials_from_dockerconfigjson(data[".dockerconfigjson"]))
+                except ValueError:
+                    continue
+    if denied:
+        problems.append(
+            _problem(
+                "image pull secrets",
+                "some pull secrets could not be read",
+                "private images were inspected anonymously; where that failed the verdict is inferred from the image name",
+            )
+        )
+    registry = RegistryClient(
+        credentials=credentials, timeout=float(getattr(settings, "DNSAUDIT_REGISTRY_TIMEOUT", 15.0))
+    )
+    # key -> (pullable ref: the digest from imageID when known, platform, the tag reference). The tag
+    # reference is what a fallback inference needs: "docker.io/library/python@sha256:…" says nothing
+    # about Alpine, "python:3.12-alpine" does.
+    work: dict[str, tuple[str, str, str]] = {}
+    keys_for: dict[tuple[str, str | None, str], str] = {}
+    for image, image_id, platform in sorted(inv.images, key=lambda t: (t[0], t[1] or "", t[2])):
+        ref = resolve_image_id(image_id) if image_id else None
+        ref = ref or image
+        key = f"{ref}@{platform}"
+        keys_for[(image, image_id, platform)] = key
+        work.setdefault(key, (ref, platform, image or ref))
+    progress.set("images", done=0, total=len(work))
+    cached = {
+        iv.key: iv.verdict for iv in ImageVerdict.objects.filter(key__in=list(work), confidence="confirmed")
+    }
+    results: dict[str, dict] = dict(cached)
+    progress.set(done=len(cached), force=True)
+
+    def inspect(item: tuple[str, tuple[str, str, str]]) -> tuple[str, dict]:
+        from dnsaudit.boundary.registry import RegistryError
+        from dnsaudit.core.libc import infer_from_reference
+
+        key, (ref, platform, tag_ref) = item
+        try:
+            verdict = registry.inspect(ref, platform)
+        except (RegistryError, ValueError) as exc:
+            # The registry could not be read (unreachable, 401/404/5xx, slow blobs): infer from the tag
+            # reference and keep the error as evidence. The scan goes on; the verdict says "inferred".
+            verdict = infer_from_reference(tag_ref)
+            verdict.platform = platform
+            verdict.evidence.append(f"registry not read for {ref}: {exc}")
+        return key, verdict.to_dict()
+
+    todo = [(k, v) for k, v in work.items() if k not in cached]
+    if todo:
+        with ThreadPoolExecutor(max_workers=settings.DNSAUDIT_IMAGE_CONCURRENCY) as pool:
+            for key, verdict in pool.map(inspect, todo):
+                results[key] = verdict
+                progress.step()
+        # Only digest-pinned verdicts are cached: a tag (alpine:3) moves, a digest never does.
+        fresh = [
+            ImageVerdict(key=k, verdict=results[k], confidence=results[k].get("confidence", "inferred"))
+            for k, (ref, _platform, _tag) in todo
+            if results[k].get("confidence") == "confirmed" and "@sha256:" in ref
+        ]
+        # (No close_old_connections() here: this is the scan's own thread and connection; closing it
+        # mid-scan breaks any enclosing transaction, and the pool threads never touched the database.)
+        ImageVerdict.objects.bulk_create(fresh, ignore_conflicts=True)
+    verdicts: dict[str, LibcVerdict] = {}
+    for (image, image_id, _platform), key in keys_for.items():
+        v = LibcVerdict(**results[key])
+        verdicts.setdefault(image, v)
+        if image_id:
+            verdicts[image_id] = v
+    return verdicts

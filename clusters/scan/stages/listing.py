@@ -1,0 +1,96 @@
+"""Listing: a resource in all namespaces (namespace by namespace when that is forbidden), and the workloads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..progress import KUBE_ATTEMPTS, Progress, ScanAborted, _problem, _retry, gc_paused
+
+WORKLOAD_RESOURCES = ("deployments", "statefulsets", "daemonsets", "replicasets", "cronjobs", "jobs", "pods")
+
+
+def _list_everywhere(
+    client,
+    resource: str,
+    problems: list[dict],
+    keep: Callable[[dict], dict] | None = None,
+    check: Callable[[], None] | None = None,
+) -> list[dict]:
+    """List a resource in all namespaces; when that is forbidden, namespace by namespace.
+
+    ``keep`` trims each item as it streams in (pods: only what the audit reads), so a big cluster's
+    full objects are never all in memory at once.
+    """
+    from dnsaudit.boundary.kube import KubeError
+
+    def listed(**kw) -> list[dict]:
+        out = []
+        for i, item in enumerate(client.iter_list(resource, **kw)):
+            if check is not None and i % 500 == 0:
+                check()  # the soft time limit, between pages of a long list
+            out.append(keep(item) if keep else item)
+        return out
+
+    try:
+        return _retry(lambda: listed())
+    except KubeError as exc:
+        if exc.reason != "Forbidden":
+            raise ScanAborted(_list_failed(resource, None, exc)) from exc
+    try:
+        namespaces = _retry(lambda: [n["metadata"]["name"] for n in client.iter_list("namespaces")])
+    except KubeError as exc:
+        problems.append(
+            _problem(
+                resource,
+                f"cannot list {resource} cluster-wide nor namespaces: {exc}",
+                f"no {resource} were audited: workloads of this kind are missing from the report",
+            )
+        )
+        return []
+    items: list[dict] = []
+    forbidden: list[str] = []
+    for ns in namespaces:
+        try:
+            items.extend(_retry(lambda ns=ns: listed(namespace=ns)))
+        except KubeError as exc:
+            if exc.reason == "Forbidden":
+                forbidden.append(ns)
+            else:
+                raise ScanAborted(_list_failed(resource, ns, exc)) from exc
+    if forbidden:
+        problems.append(
+            _problem(
+                f"{resource} in namespaces {', '.join(forbidden)}",
+                f"forbidden (403) for {resource} in {len(forbidden)} namespace(s)",
+                f"workloads in {', '.join(forbidden)} are missing from the report; their verdicts are unknown",
+            )
+        )
+    return items
+
+
+def _list_failed(resource: str, namespace: str | None, exc: Exception) -> str:
+    where = f" in namespace {namespace}" if namespace else ""
+    tries = f" after {KUBE_ATTEMPTS} attempts" if getattr(exc, "transient", False) else ""
+    return (
+        f"listing {resource}{where} failed{tries}: {exc} No verdicts were computed; the previous report (if any) "
+        "stays in place."
+    )
+
+
+def list_workloads(client, problems: list[dict], progress: Progress, node_pool, node_platform, default_pool):
+    """List every workload resource (pods trimmed as they stream in) and build the audit's inventory.
+
+    The collector is paused meanwhile (``gc_paused``); the raw lists are dropped once the inventory is built.
+    """
+    from dnsaudit.core import inventory
+
+    progress.set("workloads", done=0, total=len(WORKLOAD_RESOURCES))
+    objects: dict[str, list[dict]] = {}
+    with gc_paused():
+        for resource in WORKLOAD_RESOURCES:
+            keep = inventory.slim_pod if resource == "pods" else None
+            objects[resource] = _list_everywhere(client, resource, problems, keep, progress.check)
+            progress.step()
+        inv = inventory.build_inventory(objects, node_pool, node_platform, default_pool=default_pool)
+    del objects
+    return inv

@@ -1,0 +1,78 @@
+"""Node pools with their kubelet DNS facts (configz when readable, else the cluster's settings)."""
+
+from __future__ import annotations
+
+from dnsaudit.core.model import KubeletDNS, NodePool
+
+from ..progress import _problem
+
+
+def pools_with_kubelet_facts(cluster, client, grouped, problems, progress) -> list[NodePool]:
+    """Kubelet DNS facts per pool: configz when readable, else the cluster's settings (assumed)."""
+    from dnsaudit.boundary.kube import KubeError
+
+    assumed_dns = tuple(cluster.cluster_dns or ["10.96.0.10"])
+    pools: list[NodePool] = []
+    progress.set("kubelet config", done=0, total=len(grouped))
+    for name, group in grouped.items():
+        node_names = [n["metadata"]["name"] for n in group.nodes]
+        file_text = (cluster.pool_resolv_conf or {}).get(name) or cluster.node_resolv_conf or None
+        observed = {"kubelet_config": False, "node_resolv_conf": False}
+        notes: list[str] = []
+        kubelet = KubeletDNS(
+            cluster_dns=assumed_dns,
+            cluster_domain=cluster.cluster_domain,
+            version=group.kubelet_version or None,
+        )
+        try:
+            raw = client.kubelet_configz(node_names[0])
+            conf = raw.get("kubeletconfig", raw)
+            kubelet = KubeletDNS(
+                cluster_dns=tuple(conf.get("clusterDNS") or ()),
+                cluster_domain=conf.get("clusterDomain", "") or "",
+                resolv_conf=conf.get("resolvConf", "/etc/resolv.conf")
+                if "resolvConf" in conf
+                else "/etc/resolv.conf",
+                version=group.kubelet_version or None,
+            )
+            observed["kubelet_config"] = True
+        except KubeError as exc:
+            what = "forbidden (needs get on nodes/proxy)" if exc.reason == "Forbidden" else str(exc)
+            notes.append(f"kubelet configz unreadable on {node_names[0]}: {what}")
+            problems.append(
+                _problem(
+                    f"kubelet config of pool {name}",
+                    what,
+                    f"assumed clusterDNS {', '.join(assumed_dns)}, clusterDomain {cluster.cluster_domain} and "
+                    "resolvConf /etc/resolv.conf from the cluster's settings",
+                )
+            )
+        if file_text is None:
+            notes.append(
+                "node resolv.conf content unknown: enter it in the cluster's settings to audit node search domains"
+            )
+        pools.append(
+            NodePool(
+                name=name,
+                kubelet=kubelet,
+                node_resolv_conf=file_text,
+                nodes=node_names,
+                architecture=group.architecture or "amd64",
+                os=group.os or "linux",
+                observed=observed,
+                notes=notes,
+            )
+        )
+        progress.step()
+    if not pools:
+        file_text = cluster.node_resolv_conf or None
+        pools.append(
+            NodePool(
+                name="default",
+                kubelet=KubeletDNS(cluster_dns=assumed_dns, cluster_domain=cluster.cluster_domain),
+                node_resolv_conf=file_text,
+                observed={"kubelet_config": False, "node_resolv_conf": False},
+                notes=["no nodes could be read: all facts assumed from the cluster's settings"],
+            )
+        )
+    return pools

@@ -1,0 +1,160 @@
+"""Saving: the whole report in one transaction, then pruning of old scans."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from dnsaudit.core.model import NodePool, ProbeResult
+
+from ...models import Cluster, NodePoolResult, Scan, WorkloadResult
+
+if TYPE_CHECKING:
+    from ..pipeline import ScanResult
+
+
+def _summary_libc(report: dict) -> tuple[str, str]:
+    libcs = {c.get("libc") or "unknown" for c in report.get("containers", [])}
+    versions = sorted({c.get("musl_version") for c in report.get("containers", []) if c.get("musl_version")})
+    if not libcs:
+        return "unknown", ""
+    libc = libcs.pop() if len(libcs) == 1 else ("musl" if "musl" in libcs else "mixed")
+    return libc, versions[0] if versions else ""
+
+
+def save(scan_id: int, result: ScanResult, worker: str | None = None) -> Scan:
+    """Write the whole report in one transaction, then prune old scans."""
+    counts = {"affected": 0, "at-risk": 0, "safe": 0, "unknown": 0}
+    rows: list[WorkloadResult] = []
+    for audit in result.audits:
+        rep = audit.report
+        counts[rep["risk"]] = counts.get(rep["risk"], 0) + 1
+        libc, musl_version = _summary_libc(rep)
+        rows.append(
+            WorkloadResult(
+                scan_id=scan_id,
+                namespace=rep["namespace"],
+                kind=rep["kind"],
+                name=rep["name"],
+                node_pool=rep.get("node_pool") or "",
+                risk=rep["risk"],
+                libc=libc,
+                musl_version=musl_version,
+                recommended=rep.get("remediation", {}).get("recommended", ""),
+                dns_policy=rep.get("dns_policy", ""),
+                host_network=bool(rep.get("host_network")),
+                report=rep,
+                detail=audit.detail,
+                search_text=" ".join(
+                    [
+                        rep["namespace"],
+                        rep["kind"],
+                        rep["name"],
+                        *[c.get("image", "") for c in rep.get("containers", [])],
+                    ]
+                )[:1024].lower(),
+            )
+        )
+    pool_rows = [_pool_row(scan_id, pool, result.probes) for pool in result.pools]
+    status = Scan.PARTIAL if result.problems else Scan.SUCCEEDED
+    with transaction.atomic():
+        # The first statement locks the scan row (UPDATE) and checks it is still ours: a reaper that
+        # declared us dead, or a second worker that re-claimed the scan, wins and we write nothing.
+        mine = Scan.objects.filter(pk=scan_id, status=Scan.RUNNING)
+        if worker is not None:
+            mine = mine.filter(worker=worker)
+        if not mine.update(stage="saving", heartbeat_at=timezone.now()):
+            return Scan.objects.get(pk=scan_id)
+        NodePoolResult.objects.filter(scan_id=scan_id).delete()
+        WorkloadResult.objects.filter(scan_id=scan_id).delete()
+        NodePoolResult.objects.bulk_create(pool_rows)
+        WorkloadResult.objects.bulk_create(rows, batch_size=500)
+        Scan.objects.filter(pk=scan_id).update(
+            status=status,
+            finished_at=timezone.now(),
+            stage="done",
+            progress_done=len(rows),
+            progress_total=len(rows),
+            workloads_total=len(rows),
+            affected=counts["affected"],
+            at_risk=counts["at-risk"],
+            safe=counts["safe"],
+            unknown=counts["unknown"],
+            pods_seen=result.pods_seen,
+            images_inspected=result.images_inspected,
+            problems=result.problems,
+            facts=result.facts,
+            heartbeat_at=timezone.now(),
+        )
+    scan = Scan.objects.select_related("cluster").get(pk=scan_id)
+    prune_scans(scan.cluster)
+    return scan
+
+
+def _pool_row(scan_id: int, pool: NodePool, probes: list[ProbeResult]) -> NodePoolResult:
+    from dnsaudit.core.kubelet import parse_node_resolv_conf
+    from dnsaudit.core.resolver import search_step
+
+    searches = []
+    if pool.node_resolv_conf:
+        try:
+            conf = parse_node_resolv_conf(pool.node_resolv_conf, pool.kubelet.version)
+            cd = pool.kubelet.cluster_domain
+            for d in conf.searches:
+                safe = bool(cd) and (d == cd or d.endswith("." + cd))
+                searches.append({"domain": d, "origin": "node resolv.conf", "cluster": safe})
+        except ValueError as exc:
+            searches.append(
+                {"domain": "", "origin": f"unparseable node resolv.conf: {exc}", "cluster": False}
+            )
+    domain_names = {s["domain"] for s in searches}
+    probe_rows = []
+    for p in probes:
+        if p.domain in domain_names:
+            probe_rows.append(
+                {
+                    "domain": p.domain,
+                    "probe_name": p.probe_name,
+                    "qname": p.qname,
+                    "server": p.server,
+                    "a": p.a.label,
+                    "aaaa": p.aaaa.label,
+                    # The same simulation as the verdicts (musl >= 1.2.1 pairing, glibc 2.36).
+                    "musl": search_step(p.a, p.aaaa, "musl"),
+                    "glibc": search_step(p.a, p.aaaa, "glibc"),
+                }
+            )
+    return NodePoolResult(
+        scan_id=scan_id,
+        name=pool.name,
+        nodes=pool.nodes,
+        kubelet_version=pool.kubelet.version or "",
+        architecture=pool.architecture,
+        cluster_dns=list(pool.kubelet.cluster_dns),
+        cluster_domain=pool.kubelet.cluster_domain,
+        resolv_conf_path=pool.kubelet.resolv_conf,
+        node_resolv_conf=pool.node_resolv_conf or "",
+        searches=searches,
+        observed=pool.observed,
+        probes=probe_rows,
+        notes=pool.notes,
+    )
+
+
+def prune_scans(cluster: Cluster, keep: int | None = None) -> int:
+    """Keep the newest ``keep`` finished scans of a cluster (results cascade), and always the last good
+    report: a run of failed scans must not prune away the report the dashboard shows."""
+    keep = keep if keep is not None else settings.DNSAUDIT_KEEP_SCANS
+    finished = list(
+        cluster.scans.exclude(status__in=Scan.ACTIVE)
+        .order_by("-created_at", "-pk")
+        .values_list("pk", flat=True)
+    )
+    last_good = cluster.last_report_scan()
+    old = [pk for pk in finished[max(keep, 0) :] if last_good is None or pk != last_good.pk]
+    if old:
+        Scan.objects.filter(pk__in=old).delete()
+    return len(old)
