@@ -75,6 +75,9 @@ class NodeFileResults:
     failures: list[str] = field(default_factory=list)
     forbidden: dict[str, str] = field(default_factory=dict)
     budget_exhausted: bool = False
+    #: Images found without ``cat`` in this run: their containers elsewhere are not asked again (kube-proxy,
+    #: CNI and CoreDNS pods run on every node, and each would cost a round trip for the same answer).
+    no_cat_images: set[str] = field(default_factory=set)
 
 
 def _short(text: str, n: int = 160) -> str:
@@ -171,7 +174,12 @@ def _read_pod(
     c = read.candidate
     name = f"{c.namespace}/{c.pod}"
     missing: list[str] = []
+    image_of = dict(zip(c.containers, c.images, strict=False)) if c.images else {}
     for container in read.containers:
+        image = image_of.get(container)
+        if image and image in results.no_cat_images:
+            missing.append(container)
+            continue
         left = deadline - now()
         if left <= 0:
             results.budget_exhausted = True
@@ -195,6 +203,8 @@ def _read_pod(
             return None, f"{name}: {_short(str(exc))}", None
         if res.executable_missing:
             missing.append(container)
+            if image:
+                results.no_cat_images.add(image)
             continue
         if res.exit_code != 0:
             detail = _short(res.stderr or res.message or "")

@@ -17,6 +17,7 @@ from .progress import Progress, ScanAborted, _problem, _retry
 from .stages.addons import coredns_facts, kyverno_installed
 from .stages.images import inspect_images
 from .stages.listing import list_workloads
+from .stages.nodefiles import learn_node_files
 from .stages.nodes import pools_with_kubelet_facts
 from .stages.probes import probe_dns
 from .stages.verification import verify_in_pods
@@ -84,10 +85,13 @@ def collect_and_audit(
             for p in grouped.values()
             for n in p.nodes
         }
-        default_pool = max(pools, key=lambda p: len(p.nodes)).name
+        biggest = max(pools, key=lambda p: len(p.nodes))
+        default_pool = biggest.name
 
         # Workloads.
-        inv = list_workloads(client, problems, progress, node_pool, node_platform, default_pool)
+        inv = list_workloads(
+            client, problems, progress, node_pool, node_platform, default_pool, biggest.platform
+        )
         facts["namespaces"] = sorted({w.namespace for w in inv.workloads})
 
         # CoreDNS and Kyverno.
@@ -98,11 +102,15 @@ def collect_and_audit(
         # Images.
         verdicts = inspect_images(client, inv, problems, progress)
 
-        # DNS probes.
+        # The nodes' resolv.conf per pool: observed (exec), entered, inferred or unknown.
+        learn_node_files(cluster, client, pools, grouped, inv, verdicts, problems, facts, progress)
+
+        # DNS probes (of every non-cluster search domain the pools' files bring, inferred ones too).
         probes = probe_dns(cluster, pools, progress, problems)
 
         progress.set("audit", done=0, total=len(inv.workloads))
-        assumed = [p["fact"] for p in problems]
+        # Cluster-wide assumptions; a pool's own (its kubelet config) are quoted only for its workloads.
+        assumed = [p["fact"] for p in problems if not p.get("pool")]
         actx = AuditContext(
             pools={p.name: p for p in pools},
             default_pool=default_pool,
@@ -115,8 +123,19 @@ def collect_and_audit(
         )
         audits = audit_workloads(inv.workloads, actx)
         progress.set(done=len(audits), force=True)
-        if cluster.exec_verification:
-            verify_in_pods(client, inv, audits, problems, facts, progress)
+        if cluster.allow_exec:
+            audits = verify_in_pods(
+                client,
+                inv,
+                audits,
+                actx,
+                problems,
+                facts,
+                progress,
+                probe_more=lambda more: probe_dns(cluster, more, progress, problems),
+            )
+            probes = list(actx.probes)
+            pools = [actx.pools.get(p.name, p) for p in pools]  # a pool may have learned its file there
         try:
             facts["cluster_remediation"] = cluster_remediation(audits, actx)
         except Exception as exc:  # the report is still useful without the cluster-level artifacts
@@ -130,7 +149,7 @@ def collect_and_audit(
             problems=problems,
             facts=facts,
             pods_seen=inv.pods_seen,
-            images_inspected=len(verdicts),
+            images_inspected=len({id(v) for v in verdicts.values()}),
             probes=probes,
         )
     finally:

@@ -327,6 +327,16 @@ class Cluster:
             if uid and (pod.get("spec") or {}).get("nodeName"):
                 self._pod_files[uid] = self.pod_file(pod)
 
+    def set_pod_file(self, namespace: str, name: str, text: str) -> None:
+        """Give one stored pod the file ``text``, as if its sandbox started under another node file (or
+        kubelet) than its node has now: a stale pod, which keeps its file until it is recreated."""
+        rtype = self.store.lookup("", "v1", "pods")
+        entry = self.store.get(rtype, namespace, name) if rtype is not None else None
+        if entry is None:
+            raise KeyError(f"no pod {namespace}/{name}")
+        uid = (json.loads(entry.body).get("metadata") or {}).get("uid") or ""
+        self._pod_files[uid] = text
+
     def kubelet_exec(self, req: ExecRequest, pod: dict) -> ExecOutcome:
         """Answer an exec the API server accepted, as the pod's kubelet and container would."""
         node = (pod.get("spec") or {}).get("nodeName") or ""

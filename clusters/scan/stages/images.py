@@ -122,10 +122,13 @@ def inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
         # (No close_old_connections() here: this is the scan's own thread and connection; closing it
         # mid-scan breaks any enclosing transaction, and the pool threads never touched the database.)
         ImageVerdict.objects.bulk_create(fresh, ignore_conflicts=True)
+    # Keyed by "<image>@<platform>" and "<imageID>@<platform>": a multi-arch image has one verdict per
+    # platform (its imageID, the index digest, is the same on every architecture), and the audit looks a
+    # container up with the platform of its pool's nodes.
     verdicts: dict[str, LibcVerdict] = {}
-    for (image, image_id, _platform), key in keys_for.items():
+    for (image, image_id, platform), key in keys_for.items():
         v = LibcVerdict(**results[key])
-        verdicts.setdefault(image, v)
+        verdicts.setdefault(f"{image}@{platform}", v)
         if image_id:
-            verdicts[image_id] = v
+            verdicts[f"{image_id}@{platform}"] = v
     return verdicts

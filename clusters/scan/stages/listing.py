@@ -77,7 +77,15 @@ def _list_failed(resource: str, namespace: str | None, exc: Exception) -> str:
     )
 
 
-def list_workloads(client, problems: list[dict], progress: Progress, node_pool, node_platform, default_pool):
+def list_workloads(
+    client,
+    problems: list[dict],
+    progress: Progress,
+    node_pool,
+    node_platform,
+    default_pool,
+    default_platform: str = "linux/amd64",
+):
     """List every workload resource (pods trimmed as they stream in) and build the audit's inventory.
 
     The collector is paused meanwhile (``gc_paused``); the raw lists are dropped once the inventory is built.
@@ -91,6 +99,8 @@ def list_workloads(client, problems: list[dict], progress: Progress, node_pool, 
             keep = inventory.slim_pod if resource == "pods" else None
             objects[resource] = _list_everywhere(client, resource, problems, keep, progress.check)
             progress.step()
-        inv = inventory.build_inventory(objects, node_pool, node_platform, default_pool=default_pool)
+        inv = inventory.build_inventory(
+            objects, node_pool, node_platform, default_pool=default_pool, default_platform=default_platform
+        )
     del objects
     return inv

@@ -16,9 +16,9 @@ def pools_with_kubelet_facts(cluster, client, grouped, problems, progress) -> li
     progress.set("kubelet config", done=0, total=len(grouped))
     for name, group in grouped.items():
         node_names = [n["metadata"]["name"] for n in group.nodes]
-        file_text = (cluster.pool_resolv_conf or {}).get(name) or cluster.node_resolv_conf or None
         observed = {"kubelet_config": False, "node_resolv_conf": False}
         notes: list[str] = []
+        assumed: list[str] = []
         kubelet = KubeletDNS(
             cluster_dns=assumed_dns,
             cluster_domain=cluster.cluster_domain,
@@ -39,38 +39,35 @@ def pools_with_kubelet_facts(cluster, client, grouped, problems, progress) -> li
         except KubeError as exc:
             what = "forbidden (needs get on nodes/proxy)" if exc.reason == "Forbidden" else str(exc)
             notes.append(f"kubelet configz unreadable on {node_names[0]}: {what}")
-            problems.append(
-                _problem(
-                    f"kubelet config of pool {name}",
-                    what,
-                    f"assumed clusterDNS {', '.join(assumed_dns)}, clusterDomain {cluster.cluster_domain} and "
-                    "resolvConf /etc/resolv.conf from the cluster's settings",
-                )
+            problem = _problem(
+                f"kubelet config of pool {name}",
+                what,
+                f"assumed clusterDNS {', '.join(assumed_dns)}, clusterDomain {cluster.cluster_domain} and "
+                "resolvConf /etc/resolv.conf from the cluster's settings",
             )
-        if file_text is None:
-            notes.append(
-                "node resolv.conf content unknown: enter it in the cluster's settings to audit node search domains"
-            )
+            # A pool's own assumption: quoted in the verdicts of that pool's workloads only.
+            problem["pool"] = name
+            problems.append(problem)
+            assumed.append(f"kubelet config of pool {name} ({what}): {problem['impact']}")
         pools.append(
             NodePool(
                 name=name,
                 kubelet=kubelet,
-                node_resolv_conf=file_text,
+                node_resolv_conf=None,  # learned by the node-files stage
                 nodes=node_names,
                 architecture=group.architecture or "amd64",
                 os=group.os or "linux",
                 observed=observed,
                 notes=notes,
+                assumed=assumed,
             )
         )
         progress.step()
     if not pools:
-        file_text = cluster.node_resolv_conf or None
         pools.append(
             NodePool(
                 name="default",
                 kubelet=KubeletDNS(cluster_dns=assumed_dns, cluster_domain=cluster.cluster_domain),
-                node_resolv_conf=file_text,
                 observed={"kubelet_config": False, "node_resolv_conf": False},
                 notes=["no nodes could be read: all facts assumed from the cluster's settings"],
             )

@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from dnsaudit.core.model import NodePool, ProbeResult
+from dnsaudit.core.schema import check_detail, check_report
 
 from ...models import Cluster, NodePoolResult, Scan, WorkloadResult
 
@@ -31,6 +32,10 @@ def save(scan_id: int, result: ScanResult, worker: str | None = None) -> Scan:
     rows: list[WorkloadResult] = []
     for audit in result.audits:
         rep = audit.report
+        # One declared shape for what pages, exports and the API read (dnsaudit.core.schema): a key
+        # nobody declared, or a declared one missing, fails the scan here rather than a page later.
+        check_report(rep, saving=True)
+        check_detail(audit.detail, saving=True)
         counts[rep["risk"]] = counts.get(rep["risk"], 0) + 1
         libc, musl_version = _summary_libc(rep)
         rows.append(
@@ -105,7 +110,13 @@ def _pool_row(scan_id: int, pool: NodePool, probes: list[ProbeResult]) -> NodePo
             cd = pool.kubelet.cluster_domain
             for d in conf.searches:
                 safe = bool(cd) and (d == cd or d.endswith("." + cd))
-                searches.append({"domain": d, "origin": "node resolv.conf", "cluster": safe})
+                searches.append(
+                    {
+                        "domain": d,
+                        "origin": f"node resolv.conf ({pool.node_resolv_conf_source})",
+                        "cluster": safe,
+                    }
+                )
         except ValueError as exc:
             searches.append(
                 {"domain": "", "origin": f"unparseable node resolv.conf: {exc}", "cluster": False}
@@ -137,6 +148,8 @@ def _pool_row(scan_id: int, pool: NodePool, probes: list[ProbeResult]) -> NodePo
         cluster_domain=pool.kubelet.cluster_domain,
         resolv_conf_path=pool.kubelet.resolv_conf,
         node_resolv_conf=pool.node_resolv_conf or "",
+        node_resolv_conf_source=pool.node_resolv_conf_source,
+        node_resolv_conf_evidence=list(pool.node_resolv_conf_evidence),
         searches=searches,
         observed=pool.observed,
         probes=probe_rows,
