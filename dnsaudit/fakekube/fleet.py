@@ -80,6 +80,10 @@ class ClusterSpec:
     upstream: dict[str, str] = field(default_factory=dict)
     intent: dict[str, str] = field(default_factory=dict)
     demo: bool = True
+    #: How the demo registers it: the spec pools whose node file the admin enters (None: every pool), and
+    #: whether exec reads are allowed (then the scan observes the files it can read in pods).
+    entered_pools: tuple[str, ...] | None = None
+    allow_exec: bool = False
 
     @property
     def node_resolv_conf(self) -> dict[str, str]:
@@ -360,7 +364,14 @@ def openstack_prod() -> ClusterSpec:
         infrap,
         replicas=1,
     )
-    users = [UserSpec(DEMO_USER, AUDITOR_RULES), UserSpec("admin", ADMIN_RULES, groups=("system:masters",))]
+    # Exec reads are granted by RoleBindings in the namespaces whose teams agreed (payments, data): the
+    # general pool's node file is observed in their pods; the arm pool runs no pod there (its file is
+    # entered by the demo); the infra pool's pods are elsewhere and distroless (its file stays unknown).
+    exec_rule = Rule(("get", "create"), ("",), ("pods/exec",), namespaces=("payments", "data"))
+    users = [
+        UserSpec(DEMO_USER, (*AUDITOR_RULES, exec_rule)),
+        UserSpec("admin", ADMIN_RULES, groups=("system:masters",)),
+    ]
     intent = {
         "payments/Deployment/payments-api": "musl (python:3.12-alpine) + search openstacklocal with SERVFAIL: affected",
         "payments/Deployment/fx-rates": "musl but already fixed with dnsPolicy None and a full dnsConfig",
@@ -389,6 +400,9 @@ def openstack_prod() -> ClusterSpec:
         kyverno=True,
         upstream={"openstacklocal": "SERVFAIL"},
         intent=intent,
+        # The three sources side by side: general observed (exec), arm entered, infra unknown.
+        entered_pools=("arm",),
+        allow_exec=True,
     )
 
 

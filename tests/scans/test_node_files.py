@@ -194,3 +194,30 @@ def test_exec_failures_are_stated_and_each_pool_keeps_its_best_source(fakekube_f
     infra = scan.node_pools.get(name="infra")
     assert infra.node_resolv_conf == ""
     assert scan.facts["node_files"]["infra"]["attempts"] or "infra" in problems
+
+
+def test_the_demo_fleet_shows_all_three_sources(fakekube_server, fakekube_fleet, upstream_dns):
+    """`make run` registers openstack-prod with exec reads allowed and only the arm pool's file entered:
+    the report shows one pool observed through exec, one entered and one unknown, and says why."""
+    from clusters.management.commands.demo import Command
+
+    _fake, spec = fakekube_fleet["openstack-prod"]
+    dns = upstream_dns(spec)
+    cluster = Command()._register(fakekube_server, spec, f"127.0.0.1:{dns.port}")
+    assert cluster.allow_exec is True
+    assert cluster.node_resolv_conf_entered["arm"]["by"] == "demo"
+    scan = run_scan(cluster)
+    pools = {p.name: p for p in scan.node_pools.all()}
+    assert {n: p.node_resolv_conf_source for n, p in pools.items()} == {
+        "general": "observed",
+        "arm": "entered",
+        "infra": "unknown",
+    }
+    assert any("read in pod payments/" in e for e in pools["general"].node_resolv_conf_evidence)
+    assert pools["arm"].node_resolv_conf_evidence == [pools["arm"].node_resolv_conf_evidence[0]]
+    assert pools["arm"].node_resolv_conf_evidence[0].startswith("entered by demo at ")
+    got = rows(scan)
+    assert got["payments/Deployment/payments-api"].risk == "affected"
+    assert got["storefront/Deployment/web"].risk == "affected"
+    gaps = scan_report(scan)["node_file_gaps"]
+    assert [g["pools"] for g in gaps] == [["infra"]]

@@ -112,7 +112,10 @@ class Command(BaseCommand):
 
         text = kube.cluster(spec.name).kubeconfig(_demo_user(spec), context_name=spec.name)
         nodes = [o for o in spec.objects if o.get("kind") == "Node"]
-        file_of_node = {n: p.node_resolv_conf for p in spec.pools for n in p.nodes}
+        # The node files an admin would enter: those of spec.entered_pools (every pool when None). With
+        # exec reads allowed, the scan observes the others where it can (and says which stay unknown).
+        entered = set(spec.entered_pools) if spec.entered_pools is not None else {p.name for p in spec.pools}
+        file_of_node = {n: p.node_resolv_conf for p in spec.pools if p.name in entered for n in p.nodes}
         pool_files = {}
         for name, group in group_node_pools(nodes).items():
             first = group.nodes[0]["metadata"]["name"]
@@ -120,8 +123,7 @@ class Command(BaseCommand):
                 pool_files[name] = file_of_node[first]
         first_pool = spec.pools[0]
         scan_settings = {
-            "pool_resolv_conf": pool_files,
-            "node_resolv_conf": first_pool.node_resolv_conf,
+            "allow_exec": spec.allow_exec,
             "cluster_dns": list(first_pool.cluster_dns),
             "cluster_domain": first_pool.cluster_domain,
             "probe_nameservers": [probe_server],
@@ -145,6 +147,9 @@ class Command(BaseCommand):
                 cluster = existing
             for key, value in scan_settings.items():
                 setattr(cluster, key, value)
+            cluster.pool_resolv_conf, cluster.node_resolv_conf, cluster.node_resolv_conf_entered = {}, "", {}
+            for pool, text in sorted(pool_files.items()):
+                cluster.enter_node_file(pool, text, by="demo")
             cluster.save()
         return cluster
 
