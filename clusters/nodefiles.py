@@ -16,8 +16,9 @@ Failure handling, on purpose (as in ``clusters/verify.py``):
 * ``budget`` seconds bound the whole step and ``timeout`` each command (never beyond the budget); pools
   not reached are reported.
 
-Output: ``exec_read`` returns the whole output of the command (it does not bound it); at most
-:data:`~dnsaudit.core.nodefiles.MAX_POD_FILE_BYTES` of it is ever parsed, and a longer file is rejected.
+Output: ``exec_read`` stops a command that prints more than ``max_bytes`` (here a little over
+:data:`~dnsaudit.core.nodefiles.MAX_POD_FILE_BYTES`, ``KubeError`` ``TooLarge``: next pod); at most
+``MAX_POD_FILE_BYTES`` of it is ever parsed, and a longer file is rejected.
 
 Every failure is returned in words in ``NodeFileResults.failures`` so that the scan can list them in its
 problems. No Django import: ``client`` is anything with ``exec_read`` (``dnsaudit.boundary.kube.KubeClient``).
@@ -186,7 +187,12 @@ def _read_pod(
             return None, f"{name}: the time budget was used up", None
         try:
             res = client.exec_read(
-                c.namespace, c.pod, container, list(READ_RESOLV), timeout=min(timeout, left)
+                c.namespace,
+                c.pod,
+                container,
+                list(READ_RESOLV),
+                timeout=min(timeout, left),
+                max_bytes=MAX_POD_FILE_BYTES + 4096,
             )
         except KubeError as exc:
             if exc.reason == "Forbidden":

@@ -48,6 +48,9 @@ from urllib3.exceptions import (
 
 from dnsaudit.core.model import KubeContext
 
+#: Most output an exec'd command may send (stdout and stderr together): resolv.conf and ``ls /lib`` are tiny.
+EXEC_MAX_BYTES = 1 << 20
+
 
 class KubeError(Exception):
     """A Kubernetes API failure in words a user understands.
@@ -444,9 +447,13 @@ class KubeClient:
         command: Sequence[str],
         *,
         timeout: float = 10.0,
+        max_bytes: int = EXEC_MAX_BYTES,
     ) -> ExecResult:
         """Run ``command`` (argv, no shell unless you pass one) in ``pod``/``container``, without stdin,
         and return its output and exit code once it ends.
+
+        The output is bounded: past ``max_bytes`` on stdout and stderr together, the session is closed and
+        ``KubeError`` (``TooLarge``) raised — a container is someone else's, and may print without end.
 
         Raises ``KubeError``: ``Forbidden`` (no ``pods/exec`` permission: a WebSocket exec needs ``get``,
         and from 1.35 also ``create``), ``NotFound`` (no such pod), ``BadRequest`` (container not running
@@ -508,6 +515,16 @@ class KubeClient:
                             resource=resource,
                             namespace=namespace,
                         ) from exc
+                    # The client buffers each channel until it is read (WSClient._channels).
+                    buffered = sum(len(v) for v in (getattr(ws, "_channels", None) or {}).values())
+                    if buffered > max_bytes:
+                        raise KubeError(
+                            f"The command in {namespace}/{pod} printed more than {max_bytes} bytes; stopped.",
+                            transient=False,
+                            reason="TooLarge",
+                            resource=resource,
+                            namespace=namespace,
+                        )
                 out = _text(ws.read_channel(1))
                 err = _text(ws.read_channel(2))
                 status_raw = _text(ws.read_channel(3))

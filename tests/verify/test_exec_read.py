@@ -167,3 +167,15 @@ def test_v1_to_v3_plain_text_status_is_read():
     assert _exec_result("ok", "", "", "v3.channel.k8s.io", "app", "web", "pods/exec").exit_code == 0
     with pytest.raises(KubeError):  # v4/v5 always end with a Status: silence is a cut stream
         _exec_result("ok", "", "", "v4.channel.k8s.io", "app", "web", "pods/exec")
+
+
+def test_output_past_the_limit_stops_the_session(app_cluster, kc):
+    # A container is someone else's: one that prints without end must not fill the worker's memory.
+    app_cluster.set_exec(lambda req: ExecOutcome(stdout=b"search x\n" * 300_000))
+    with pytest.raises(KubeError) as ei:
+        kc().exec_read("app", "web", "web", ["cat", "/etc/resolv.conf"], max_bytes=64 * 1024)
+    assert ei.value.reason == "TooLarge"
+    assert "more than 65536 bytes" in str(ei.value)
+    # Under the limit, the same output is returned whole.
+    res = kc().exec_read("app", "web", "web", ["cat", "/etc/resolv.conf"], max_bytes=4 << 20)
+    assert len(res.stdout) == len("search x\n") * 300_000

@@ -28,7 +28,8 @@ class FakeClient:
         self.clock = clock
         self.cost = cost
 
-    def exec_read(self, namespace, pod, container, command, *, timeout=10.0):
+    def exec_read(self, namespace, pod, container, command, *, timeout=10.0, max_bytes=1 << 20):
+        assert max_bytes >= 64 * 1024  # the gatherer bounds what it reads
         assert command == ["cat", "/etc/resolv.conf"]
         assert timeout > 0
         self.calls.append(f"{namespace}/{pod}/{container}")
