@@ -213,22 +213,24 @@ SELF_TEST_CHECKS: tuple[tuple[str, str, str, str, str | None, str | None, str], 
     # The official client opens exec with a websocket GET: that needs get on pods/exec, and from
     # Kubernetes 1.35 also create (AuthorizePodWebsocketUpgradeCreatePermission).
     (
-        "exec verification",
+        "exec reads: node files and verification",
         "get",
         "",
         "pods",
         "exec",
         None,
-        "The optional in-pod check of /etc/resolv.conf and ld-musl cannot run (off by default).",
+        "The nodes' search domains cannot be read in pods (they stay entered, inferred or unknown: musl "
+        "workloads that inherit unknown ones are at-risk), and pods cannot be checked against the computed "
+        "resolv.conf. Only used when exec reads are allowed for the cluster (off by default).",
     ),
     (
-        "exec verification (Kubernetes 1.35+)",
+        "exec reads (Kubernetes 1.35+)",
         "create",
         "",
         "pods",
         "exec",
         None,
-        "On Kubernetes 1.35 and later the optional in-pod check also needs create on pods/exec.",
+        "On Kubernetes 1.35 and later exec reads also need create on pods/exec.",
     ),
 )
 

@@ -226,8 +226,11 @@ def test_can_i_and_self_test_reflect_the_users_rules(prod, fakekube):
         assert kc.can_i("get", "nodes", subresource="proxy")
         assert not kc.can_i("create", "pods", subresource="exec", namespace="default")
         report = {r["fact"]: r for r in kc.self_test()}
-    assert report["kubelet configz"]["allowed"] and not report["exec verification"]["allowed"]
-    assert report["exec verification"]["loss"]
+    assert (
+        report["kubelet configz"]["allowed"]
+        and not report["exec reads: node files and verification"]["allowed"]
+    )
+    assert report["exec reads: node files and verification"]["loss"]
     with KubeClient.from_context(context_for(fakekube, "viewer")) as kc:
         report = {r["fact"]: r for r in kc.self_test()}
     assert not report["kubelet configz"]["allowed"] and "assumed" in report["kubelet configz"]["loss"]
