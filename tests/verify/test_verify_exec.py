@@ -29,7 +29,11 @@ FIXED_POD_FILE = (
 
 def reports(*workloads: Workload) -> list[dict]:
     ctx = AuditContext(
-        pools={"default": NodePool(name="default", node_resolv_conf=OPENSTACK_NODE, node_resolv_conf_source="entered")},
+        pools={
+            "default": NodePool(
+                name="default", node_resolv_conf=OPENSTACK_NODE, node_resolv_conf_source="entered"
+            )
+        },
         libc={
             "alpine:3.20": LibcVerdict(libc="musl", musl_version="1.2.5"),
             "debian:bookworm": LibcVerdict(libc="glibc"),
