@@ -221,3 +221,41 @@ def test_the_demo_fleet_shows_all_three_sources(fakekube_server, fakekube_fleet,
     assert got["storefront/Deployment/web"].risk == "affected"
     gaps = scan_report(scan)["node_file_gaps"]
     assert [g["pools"] for g in gaps] == [["infra"]]
+
+
+def test_pages_and_exports_say_where_each_node_file_came_from(fakekube_fleet, upstream_dns, client):
+    from django.urls import reverse
+
+    from tests.web import factories
+
+    fake, spec = fakekube_fleet["openstack-prod"]
+    names = pool_names(spec)
+    cluster = register(
+        fake, spec, upstream_dns(spec), pool_resolv_conf={names["arm"]: OPENSTACK_FILE}, node_resolv_conf=""
+    )
+    scan = run_scan(cluster)
+    client.force_login(factories.make_user("operator"))
+
+    body = client.get(reverse("clusters:report", args=[cluster.name])).content.decode()
+    gaps = body[body.index('id="node-file-gaps"') : body.index('id="summary-h"')]
+    assert "node search domains unknown on pools general, infra" in gaps
+    assert "allow exec reads or paste the node&#x27;s /etc/resolv.conf" in gaps
+    assert body.count('data-source="unknown"') >= 2 and 'data-source="entered"' in body
+
+    api = scan.workloads.get(namespace="payments", name="payments-api")
+    page = client.get(reverse("clusters:workload", args=[cluster.name, api.pk])).content.decode()
+    assert 'id="node-file-source"' in page and 'data-source="unknown"' in page
+    assert "are unknown" in page
+
+    exported = client.get(reverse("clusters:export_html", args=[cluster.name])).content.decode()
+    assert "Not known" in exported and "node search domains unknown on pools general, infra" in exported
+    web = scan.workloads.get(namespace="storefront", name="web")
+    response = client.get(reverse("clusters:export_csv", args=[cluster.name]))
+    raw = b"".join(response.streaming_content) if response.streaming else response.content
+    csv_text = raw.decode()
+    header = csv_text.splitlines()[0].split(",")
+    assert header[-1] == "node_resolv_conf_source"
+    assert web.report["node_resolv_conf_source"] == "entered"
+    assert any(
+        line.endswith(",entered") and ",storefront,Deployment,web," in line for line in csv_text.splitlines()
+    )
