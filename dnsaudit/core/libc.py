@@ -243,10 +243,75 @@ def normalise(name: str) -> str:
     return "/" + "/".join(c for c in p.split("/") if c not in ("", ".", ".."))
 
 
-def entries_from_tar(fileobj: IO[bytes]) -> Iterator[LayerEntry]:
-    """Stream the members of an (uncompressed) tar without seeking; whiteouts become their own kinds."""
-    with tarfile.open(fileobj=fileobj, mode="r|") as tf:
-        for m in tf:
+#: Default reading limits of one layer (the registry boundary passes its configured ones).
+MAX_TAR_ENTRIES = 500_000
+MAX_TAR_HEADER_BYTES = 1024 * 1024
+#: Extended headers (PAX, GNU long name/link) that may precede one member: real archives use one or two.
+MAX_HEADER_CHAIN = 8
+
+
+class LayerLimitExceeded(Exception):
+    """A layer went past a reading limit (entries, header size, header chain, sparse files, bytes).
+
+    The message says which limit and the setting that raises it; the layer is not read further."""
+
+
+_EXTENDED = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+             tarfile.SOLARIS_XHDTYPE)  # fmt: skip
+
+
+def _limited_tarinfo(max_header_bytes: int) -> type[tarfile.TarInfo]:
+    """A TarInfo that refuses what :mod:`tarfile` would otherwise read whole into memory or recurse on:
+    extended headers larger than ``max_header_bytes`` (an "endless" PAX header), chains of more than
+    :data:`MAX_HEADER_CHAIN` extended headers, and GNU sparse members (their maps are unbounded)."""
+
+    class _LimitedTarInfo(tarfile.TarInfo):
+        def _proc_member(self, tf):
+            if self.type in _EXTENDED:
+                if self.size > max_header_bytes:
+                    raise LayerLimitExceeded(
+                        f"a tar extended header of {self.size} bytes (limit {max_header_bytes}, "
+                        "DNSAUDIT_REGISTRY_MAX_TAR_HEADER_BYTES)"
+                    )
+                depth = getattr(tf, "_dnsaudit_chain", 0) + 1
+                if depth > MAX_HEADER_CHAIN:
+                    raise LayerLimitExceeded(f"more than {MAX_HEADER_CHAIN} tar extended headers in a row")
+                tf._dnsaudit_chain = depth
+            elif self.type == tarfile.GNUTYPE_SPARSE:
+                raise LayerLimitExceeded("a GNU sparse tar member (not supported)")
+            return super()._proc_member(tf)
+
+        def _proc_gnusparse_00(self, *a):
+            raise LayerLimitExceeded("a PAX sparse tar member (not supported)")
+
+        _proc_gnusparse_01 = _proc_gnusparse_10 = _proc_gnusparse_00
+
+    return _LimitedTarInfo
+
+
+def entries_from_tar(
+    fileobj: IO[bytes],
+    *,
+    max_entries: int = MAX_TAR_ENTRIES,
+    max_header_bytes: int = MAX_TAR_HEADER_BYTES,
+) -> Iterator[LayerEntry]:
+    """Stream the members of an (uncompressed) tar without seeking; whiteouts become their own kinds.
+
+    Raises :class:`LayerLimitExceeded` past ``max_entries`` members or on an extended header larger than
+    ``max_header_bytes``. Members are not kept (``tarfile`` would keep every one in memory)."""
+    with tarfile.open(fileobj=fileobj, mode="r|", tarinfo=_limited_tarinfo(max_header_bytes)) as tf:
+        count = 0
+        while True:
+            tf._dnsaudit_chain = 0
+            m = tf.next()
+            if m is None:
+                break
+            tf.members.clear()  # stream mode appends every member: memory would grow with the entries
+            count += 1
+            if count > max_entries:
+                raise LayerLimitExceeded(
+                    f"more than {max_entries} tar entries (DNSAUDIT_REGISTRY_MAX_TAR_ENTRIES)"
+                )
             path = normalise(m.name)
             base = posixpath.basename(path)
             parent = posixpath.dirname(path)
@@ -500,9 +565,17 @@ class LibcDetector:
             v.end_layer()
         return stopped
 
-    def feed_tar(self, fileobj: IO[bytes]) -> bool:
-        """Feed one uncompressed tar stream as the next layer down."""
-        return self.feed_layer(entries_from_tar(fileobj))
+    def feed_tar(
+        self,
+        fileobj: IO[bytes],
+        *,
+        max_entries: int = MAX_TAR_ENTRIES,
+        max_header_bytes: int = MAX_TAR_HEADER_BYTES,
+    ) -> bool:
+        """Feed one uncompressed tar stream as the next layer down (limits: :func:`entries_from_tar`)."""
+        return self.feed_layer(
+            entries_from_tar(fileobj, max_entries=max_entries, max_header_bytes=max_header_bytes)
+        )
 
     def finish(self) -> None:
         """Declare that every layer has been fed: paths not seen are now certainly absent."""
