@@ -259,3 +259,32 @@ def test_pages_and_exports_say_where_each_node_file_came_from(fakekube_fleet, up
     assert any(
         line.endswith(",entered") and ",storefront,Deployment,web," in line for line in csv_text.splitlines()
     )
+
+
+def test_without_exec_the_cloud_default_is_inferred_probed_and_only_likely(fakekube_fleet, upstream_dns):
+    """Nodes that say they run on OpenStack (spec.providerID): Neutron's default search domain
+    openstacklocal is inferred, probed (the upstream answers SERVFAIL under it) and simulated, but a verdict
+    resting on it is at most at-risk and says "Likely"."""
+    import copy
+
+    fake, spec = fakekube_fleet["openstack-prod"]
+    objects = copy.deepcopy(spec.objects)
+    for obj in objects:
+        if obj.get("kind") == "Node":
+            obj.setdefault("spec", {})["providerID"] = f"openstack:///{obj['metadata']['uid']}"
+    fake.reset(objects)
+    cluster = register(fake, spec, upstream_dns(spec), **unknown_files())
+    scan = run_scan(cluster)
+    pools = {p.name: p for p in scan.node_pools.all()}
+    for p in pools.values():
+        assert p.node_resolv_conf_source == "inferred"
+        assert p.node_resolv_conf == "search openstacklocal\n"
+        assert any("providerID" in e for e in p.node_resolv_conf_evidence), p.node_resolv_conf_evidence
+    assert any(pr["domain"] == "openstacklocal" and pr["a"] == "SERVFAIL" for pr in pools["general"].probes)
+    api = rows(scan)["payments/Deployment/payments-api"]
+    assert api.risk == "at-risk"
+    assert any(
+        r.startswith("Container api") and "Likely:" in r and "SERVFAIL" in r for r in api.report["reasons"]
+    )
+    gaps = scan_report(scan)["node_file_gaps"]
+    assert [g["source"] for g in gaps] == ["inferred"]
