@@ -18,22 +18,30 @@ order, then the registry itself; the verdict's evidence names the source that an
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import io
 import ipaddress
 import json
 import os
 import re
+import socket
 import tarfile
+import threading
 import time
 import zlib
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
+import requests.adapters
+import urllib3
+import urllib3.connection
+import urllib3.exceptions
 
-from dnsaudit.core.libc import LibcDetector, infer_from_reference
+from dnsaudit.core.libc import LayerLimitExceeded, LibcDetector, infer_from_reference
 from dnsaudit.core.model import LibcVerdict
 
 MANIFEST_TYPES = (
@@ -48,7 +56,6 @@ DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
 INSECURE_ENV = "DNSAUDIT_INSECURE_REGISTRIES"
 MIRRORS_ENV = "DNSAUDIT_REGISTRY_MIRRORS"
-MAX_JSON = 4 * 1024 * 1024  # manifests and configs are small; refuse anything huge
 
 
 class RegistryError(Exception):
@@ -358,29 +365,347 @@ class _Source:
     mirror: Mirror | None = None
 
 
+# --- limits ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegistryLimits:
+    """What one image inspection may cost. Each field has a ``DNSAUDIT_REGISTRY_*`` variable.
+
+    ``deadline``: seconds for the whole inspection (every source, request, redirect, retry and layer);
+    it is enforced by a watchdog that shuts the inspection's sockets down, so a server trickling a byte
+    every few seconds cannot hold the thread past it. ``max_manifest_bytes``: a manifest, an index, an
+    image config or a token answer. ``max_layer_bytes``: decompressed bytes read from one layer (its
+    compressed bytes are capped at the size its descriptor declares). ``max_tar_entries`` and
+    ``max_tar_header_bytes``: members of one layer, and the size of one PAX/GNU extended header.
+    """
+
+    deadline: float = 180.0
+    max_manifest_bytes: int = 4 * 1024 * 1024
+    max_layer_bytes: int = 1024 * 1024 * 1024
+    max_tar_entries: int = 500_000
+    max_tar_header_bytes: int = 1024 * 1024
+    max_redirects: int = 5
+
+
+#: The environment variable of each limit (``settings.py`` reads the same ones).
+LIMIT_ENV = {
+    "deadline": "DNSAUDIT_REGISTRY_DEADLINE",
+    "max_manifest_bytes": "DNSAUDIT_REGISTRY_MAX_MANIFEST_BYTES",
+    "max_layer_bytes": "DNSAUDIT_REGISTRY_MAX_LAYER_BYTES",
+    "max_tar_entries": "DNSAUDIT_REGISTRY_MAX_TAR_ENTRIES",
+    "max_tar_header_bytes": "DNSAUDIT_REGISTRY_MAX_TAR_HEADER_BYTES",
+}
+
+
+def limits_from_environment(env: Mapping[str, str] | None = None) -> RegistryLimits:
+    """:class:`RegistryLimits` from the ``DNSAUDIT_REGISTRY_*`` variables; a bad value raises ``ValueError``."""
+    env = os.environ if env is None else env
+    values: dict = {}
+    for name, var in LIMIT_ENV.items():
+        raw = (env.get(var) or "").strip()
+        if not raw:
+            continue
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"{var}={raw!r} is not an integer") from None
+        if value <= 0:
+            raise ValueError(f"{var}={raw!r} must be positive")
+        values[name] = value
+    return RegistryLimits(**values)
+
+
+# --- outbound policy -------------------------------------------------------------------------------
+
+#: Addresses no request ever goes to: link-local (cloud metadata at 169.254.169.254, fe80::/10), the
+#: other clouds' metadata and host endpoints, "this host"/unspecified, multicast and broadcast.
+FORBIDDEN_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "169.254.0.0/16",  # IPv4 link-local: AWS/GCP/Azure/OpenStack/Oracle metadata 169.254.169.254
+        "fe80::/10",  # IPv6 link-local
+        "100.100.100.200/32",  # Alibaba Cloud metadata
+        "fd00:ec2::254/128",  # AWS metadata over IPv6
+        "168.63.129.16/32",  # Azure WireServer (host agent)
+        "0.0.0.0/8",  # "this network": 0.0.0.0 reaches the local host
+        "::/128",
+        "224.0.0.0/4",
+        "255.255.255.255/32",
+        "ff00::/8",
+    )
+)
+#: Metadata service names, refused before any lookup.
+FORBIDDEN_HOSTNAMES = frozenset(
+    {"metadata.google.internal", "metadata.goog", "metadata", "instance-data", "instance-data.ec2.internal"}
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+AddressCheck = Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address, int], "str | None"]
+
+
+def forbidden_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int = 0) -> str | None:
+    """Why ``ip`` may never be connected to (link-local, metadata...), or None. IPv4 addresses embedded
+    in IPv6 ones (mapped ``::ffff:a.b.c.d``, 6to4, NAT64 ``64:ff9b::/96``) are checked as themselves."""
+    candidates = [ip]
+    if isinstance(ip, ipaddress.IPv6Address):
+        for inner in (ip.ipv4_mapped, ip.sixtofour):
+            if inner is not None:
+                candidates.append(inner)
+        if ip in _NAT64:
+            candidates.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    for c in candidates:
+        for net in FORBIDDEN_NETWORKS:
+            if c.version == net.version and c in net:
+                return f"{c} is a link-local/metadata address ({net})"
+    return None
+
+
+def forbidden_hostname(host: str) -> str | None:
+    """Why the URL host ``host`` (a name or a literal address) is refused before any lookup, or None."""
+    h = host.strip("[]").lower().rstrip(".")
+    if h in FORBIDDEN_HOSTNAMES:
+        return f"{h} is a cloud metadata service name"
+    try:
+        ip = ipaddress.ip_address(h)
+    except ValueError:
+        return None
+    return forbidden_address(ip)
+
+
+def _is_loopback_host(host: str) -> bool:
+    h = host.strip("[]").lower().rstrip(".")
+    if h == "localhost" or h.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
+class RegistryDeadline(RegistryError):
+    """The inspection's deadline passed: its sockets were shut down and the work stopped."""
+
+
+class _Guard:
+    """One inspection's deadline and connections.
+
+    Every connection the inspection opens goes through :meth:`connect`: the host is resolved, every
+    address is checked (``forbid``; and loopback is reached only from a loopback registry, or through a
+    proxy) BEFORE connecting, and the connection is made to the checked address (no second lookup). A
+    duplicate of each socket is kept so that the watchdog can ``shutdown()`` it when the deadline
+    passes, which ends any blocked read, the TLS handshake and response headers included.
+    """
+
+    def __init__(self, deadline: float, forbid: AddressCheck) -> None:
+        self.seconds = deadline
+        self.deadline = time.monotonic() + deadline
+        self.forbid = forbid
+        self.expired = False
+        self._lock = threading.Lock()
+        self._socks: list[socket.socket] = []
+        self._timer = threading.Timer(deadline, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def error(self) -> RegistryDeadline:
+        return RegistryDeadline(
+            f"image inspection stopped at its deadline of {self.seconds:g} s (DNSAUDIT_REGISTRY_DEADLINE)",
+            transient=True,
+        )
+
+    def check(self) -> None:
+        if self.expired or self.remaining() <= 0:
+            self.expired = True
+            raise self.error()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            socks = list(self._socks)
+        for s in socks:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            socks, self._socks = self._socks, []
+        for s in socks:
+            s.close()
+
+    def connect(self, conn, origin: str) -> socket.socket:
+        """Open ``conn``'s socket under the policy (called from urllib3's ``_new_conn``)."""
+        self.check()
+        host = getattr(conn, "_dns_host", None) or conn.host
+        port = int(conn.port or 0)
+        via_proxy = getattr(conn, "proxy", None) is not None
+        reason = forbidden_hostname(host)
+        if reason:
+            raise RegistryError(f"refused to connect to {host}: {reason}")
+        try:
+            infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
+        except OSError as e:
+            raise RegistryError(f"cannot resolve {host}: {e}", transient=True) from None
+        for info in infos:
+            ip = ipaddress.ip_address(info[4][0].split("%")[0])
+            reason = self.forbid(ip, port)
+            if reason:
+                raise RegistryError(f"refused to connect to {host}:{port}: {reason}")
+            if ip.is_loopback and not via_proxy and not _is_loopback_host(origin):
+                raise RegistryError(
+                    f"refused to connect to {host}:{port}: a loopback address, reached from registry {origin}"
+                )
+        last: Exception | None = None
+        for family, type_, proto, _, addr in infos:
+            self.check()
+            sock = socket.socket(family, type_, proto)
+            try:
+                for opt in getattr(conn, "socket_options", None) or ():
+                    sock.setsockopt(*opt)
+                timeout = conn.timeout if isinstance(conn.timeout, int | float) else None
+                remaining = max(0.05, self.remaining())
+                sock.settimeout(min(timeout, remaining) if timeout else remaining)
+                if conn.source_address:
+                    sock.bind(conn.source_address)
+                sock.connect(addr)
+            except OSError as e:
+                sock.close()
+                last = e
+                continue
+            sock.settimeout(conn.timeout if isinstance(conn.timeout, int | float) else None)
+            dup = sock.dup()
+            with self._lock:
+                if self.expired:
+                    dup.close()
+                    sock.close()
+                    raise self.error()
+                self._socks.append(dup)
+            return sock
+        if isinstance(last, TimeoutError):
+            raise urllib3.exceptions.ConnectTimeoutError(conn, f"connection to {host} timed out")
+        raise urllib3.exceptions.NewConnectionError(conn, f"Failed to establish a new connection: {last}")
+
+
+class _GuardedHTTPConnection(urllib3.connection.HTTPConnection):
+    _guard: _Guard
+    _origin: str
+
+    def _new_conn(self) -> socket.socket:
+        return self._guard.connect(self, self._origin)
+
+
+class _GuardedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    _guard: _Guard
+    _origin: str
+
+    def _new_conn(self) -> socket.socket:
+        return self._guard.connect(self, self._origin)
+
+
+def _guarded_pools(guard: _Guard, origin: str) -> dict:
+    attrs = {"_guard": guard, "_origin": origin}
+    http = type("GuardedHTTPConnection", (_GuardedHTTPConnection,), attrs)
+    https = type("GuardedHTTPSConnection", (_GuardedHTTPSConnection,), attrs)
+    return {
+        "http": type("GuardedHTTPPool", (urllib3.HTTPConnectionPool,), {"ConnectionCls": http}),
+        "https": type("GuardedHTTPSPool", (urllib3.HTTPSConnectionPool,), {"ConnectionCls": https}),
+    }
+
+
+class _GuardedAdapter(requests.adapters.HTTPAdapter):
+    """A requests adapter whose every connection (direct or to a proxy) goes through a :class:`_Guard`."""
+
+    def __init__(self, guard: _Guard, origin: str) -> None:
+        self._pools = _guarded_pools(guard, origin)
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self._pools
+
+    def proxy_manager_for(self, proxy, **kwargs):
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        manager.pool_classes_by_scheme = self._pools
+        return manager
+
+
 # --- streaming helpers -----------------------------------------------------------------------------
 
 
-class _Counting(io.RawIOBase):
-    """Reads the raw (still compressed) HTTP body and counts the bytes that crossed the network."""
+def _read1(raw, n: int) -> bytes:
+    """At most ``n`` raw (never decoded) bytes, returning as soon as some arrived."""
+    return raw.read1(n, decode_content=False) if hasattr(raw, "read1") else raw.read(n, decode_content=False)
 
-    def __init__(self, raw, limit_error: str) -> None:
+
+class _Counting(io.RawIOBase):
+    """Reads the raw (still compressed) HTTP body, counts the bytes that crossed the network, stops at
+    ``cap`` bytes and at the inspection's deadline."""
+
+    def __init__(self, raw, limit_error: str, guard: _Guard, cap: int, cap_note: str) -> None:
         self.raw = raw
         self.count = 0
         self.limit_error = limit_error
+        self.guard = guard
+        self.cap = cap
+        self.cap_note = cap_note
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b) -> int:
+        self.guard.check()
+        want = min(len(b), self.cap + 1 - self.count)
         try:
-            data = self.raw.read(len(b))
+            data = _read1(self.raw, max(want, 1))
         except Exception as e:  # urllib3 protocol/timeout errors mid-stream
-            raise RegistryError(f"{self.limit_error}: {e}", transient=True) from None
+            if self.guard.expired:
+                raise self.guard.error() from None
+            raise RegistryError(f"{self.limit_error}: {_short(e)}", transient=True) from None
+        if self.guard.expired:
+            raise self.guard.error()
         n = len(data)
-        b[:n] = data
         self.count += n
+        if self.count > self.cap:
+            raise LayerLimitExceeded(self.cap_note)
+        b[:n] = data
         return n
+
+
+class _Capped(io.RawIOBase):
+    """Decompressed layer bytes: at most ``cap`` of them, and never past the deadline."""
+
+    def __init__(self, inner, guard: _Guard, cap: int) -> None:
+        self.inner = inner
+        self.guard = guard
+        self.cap = cap
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        self.guard.check()
+        data = self.inner.read(min(len(b), 256 * 1024))
+        self.count += len(data)
+        if self.count > self.cap:
+            raise LayerLimitExceeded(
+                f"more than {self.cap} decompressed bytes (DNSAUDIT_REGISTRY_MAX_LAYER_BYTES)"
+            )
+        b[: len(data)] = data
+        return len(data)
+
+
+_REASON = re.compile(r"[^A-Za-z0-9 .,:;()/'_-]")
+
+
+def _clean(text: str, limit: int = 80) -> str:
+    """Text a server chose (a reason phrase, a realm) made safe and short for an error message."""
+    t = _REASON.sub("?", text or "")
+    return t[:limit] + ("…" if len(t) > limit else "")
 
 
 @dataclass
@@ -398,11 +723,29 @@ class InspectStats:
 
 # --- the client ------------------------------------------------------------------------------------
 
+Credential = tuple[str, str]
+CredentialsArg = Mapping[str, "Credential | Sequence[Credential]"]
+
+
+def _normalise_credentials(credentials: CredentialsArg | None) -> dict[str, list[Credential]]:
+    """``{registry: [(user, password), ...]}``: a registry may have several candidates, tried in order."""
+    out: dict[str, list[Credential]] = {}
+    for key, value in (credentials or {}).items():
+        if isinstance(value, tuple) and len(value) == 2 and all(isinstance(x, str) for x in value):
+            items = [value]
+        else:
+            items = [tuple(v) for v in value]
+        bucket = out.setdefault(normalise_registry(key), [])
+        bucket.extend(i for i in items if i not in bucket)
+    return out
+
 
 class RegistryClient:
     """Reads images from OCI/Docker registries. Thread-safe: per-call state only, except ``cache``.
 
-    ``credentials``: ``{registry: (user, password)}`` (see :func:`credentials_from_dockerconfigjson`).
+    ``credentials``: ``{registry: (user, password)}`` or ``{registry: [(user, password), ...]}`` (several
+    candidates are tried in order, as the kubelet does; see :func:`credentials_from_dockerconfigjson`).
+    :meth:`inspect` takes ``credentials=`` too, replacing these for one inspection (a namespace's own).
     ``cache``: shared mapping ``manifest digest -> verdict dict`` (and ``index digest|platform``).
     ``insecure_registries``: extra ``host[:port]`` reached over plain HTTP (default: the environment).
     ``verify``: TLS verification (True, or a CA bundle path).
@@ -411,11 +754,14 @@ class RegistryClient:
     ``DNSAUDIT_REGISTRY_MIRRORS``). Mirrors are tried first; when all fail (404, refused, 5xx...) the
     registry itself is asked, unless ``upstream_fallback`` is False. A mirror's credentials are those
     of its own host in ``credentials``. Raises ``ValueError`` when the mirrors do not parse.
+    ``limits``: :class:`RegistryLimits` (default: the ``DNSAUDIT_REGISTRY_*`` environment).
+    ``forbid``: ``(ip, port) -> reason or None``, the address check made before every connection
+    (default :func:`forbidden_address`; tests mark a loopback port as forbidden with it).
     """
 
     def __init__(
         self,
-        credentials: Mapping[str, tuple[str, str]] | None = None,
+        credentials: CredentialsArg | None = None,
         cache: MutableMapping | None = None,
         timeout: float = 15.0,
         insecure_registries: Iterable[str] | None = None,
@@ -426,8 +772,10 @@ class RegistryClient:
         loopback_insecure: bool = True,
         mirrors: Mapping[str, str | Mirror | Iterable[str | Mirror]] | None = None,
         upstream_fallback: bool = True,
+        limits: RegistryLimits | None = None,
+        forbid: AddressCheck | None = None,
     ) -> None:
-        self.credentials = {normalise_registry(k): v for k, v in (credentials or {}).items()}
+        self.credentials = _normalise_credentials(credentials)
         self.cache = cache
         self.timeout = timeout
         self.insecure = (
@@ -441,14 +789,23 @@ class RegistryClient:
         self.loopback_insecure = loopback_insecure
         self.mirrors = mirrors_from_environment() if mirrors is None else _normalise_mirrors(mirrors)
         self.upstream_fallback = upstream_fallback
+        self.limits = limits_from_environment() if limits is None else limits
+        self.forbid = forbid or forbidden_address
 
     # -- public --
-    def inspect(self, ref: str, platform: str = "linux/amd64") -> LibcVerdict:
+    def inspect(
+        self, ref: str, platform: str = "linux/amd64", *, credentials: CredentialsArg | None = None
+    ) -> LibcVerdict:
         """Classify the image's libc from its contents (confidence ``confirmed`` unless unknown)."""
-        return self.inspect_with_stats(ref, platform)[0]
+        return self.inspect_with_stats(ref, platform, credentials=credentials)[0]
 
     def inspect_or_infer(
-        self, ref: str, platform: str = "linux/amd64", *, fallback_ref: str | None = None
+        self,
+        ref: str,
+        platform: str = "linux/amd64",
+        *,
+        fallback_ref: str | None = None,
+        credentials: CredentialsArg | None = None,
     ) -> LibcVerdict:
         """:meth:`inspect`, or when the registry fails, :func:`infer_from_reference` with the error noted.
 
@@ -456,14 +813,16 @@ class RegistryClient:
         ``alpine:3.16``, says more than its digest reference ``docker.io/library/alpine@sha256:…``).
         """
         try:
-            return self.inspect(ref, platform)
+            return self.inspect(ref, platform, credentials=credentials)
         except (RegistryError, ValueError) as e:
             v = infer_from_reference(fallback_ref or ref)
             v.platform = platform
             v.evidence.append(f"registry not read: {e}")
             return v
 
-    def inspect_with_stats(self, ref: str, platform: str = "linux/amd64") -> tuple[LibcVerdict, InspectStats]:
+    def inspect_with_stats(
+        self, ref: str, platform: str = "linux/amd64", *, credentials: CredentialsArg | None = None
+    ) -> tuple[LibcVerdict, InspectStats]:
         try:
             r = parse_reference(ref)
         except ValueError as e:
@@ -473,27 +832,27 @@ class RegistryClient:
             hit = self.cache.get(f"{r.digest}|{platform}") or self.cache.get(r.digest)
             if hit:
                 return _from_dict(hit), InspectStats(cache_hit=True)
+        creds = self.credentials if credentials is None else _normalise_credentials(credentials)
         stats = InspectStats()
         sources = self.sources_for(r)
         failed: list[str] = []  # "mirror X: why" for each mirror that could not serve the image
-        for i, source in enumerate(sources):
-            call = _Call(self, r, source)
-            try:
-                result = self._inspect_from(call, r, platform, want)
-            except RegistryError as e:
-                _merge(stats, call.stats)
-                if i + 1 < len(sources):
-                    failed.append(f"mirror {source.mirror.label if source.mirror else source.host}: {e}")
-                    continue
-                if failed:
-                    raise RegistryError(
-                        f"{e} (after {'; '.join(failed)})", transient=e.transient, status=e.status
-                    ) from None
-                raise
-            finally:
-                call.close()
-            _merge(stats, call.stats)
-            break
+        guard = _Guard(self.limits.deadline, self.forbid)
+        try:
+            for i, source in enumerate(sources):
+                try:
+                    result = self._inspect_source(guard, creds, r, source, platform, want, stats)
+                except RegistryError as e:
+                    if i + 1 < len(sources) and not guard.expired:
+                        failed.append(f"mirror {source.mirror.label if source.mirror else source.host}: {e}")
+                        continue
+                    if failed:
+                        raise type(e)(
+                            f"{e} (after {'; '.join(failed)})", transient=e.transient, status=e.status
+                        ) from None
+                    raise
+                break
+        finally:
+            guard.close()
         verdict, digest, index_digest, hit = result
         if hit:
             stats.cache_hit = True
@@ -512,6 +871,38 @@ class RegistryClient:
             if index_digest:
                 self.cache[f"{index_digest}|{platform}"] = d
         return verdict, stats
+
+    def _inspect_source(
+        self,
+        guard: _Guard,
+        creds: Mapping[str, list[Credential]],
+        r: Reference,
+        source: _Source,
+        platform: str,
+        want: tuple[str, str, str | None],
+        stats: InspectStats,
+    ) -> tuple[LibcVerdict, str, str | None, bool]:
+        """Read through one source, trying each candidate credential of its host in turn (a refused one
+        gives way to the next, as in the kubelet); without any, anonymously."""
+        key = normalise_registry(source.host if source.mirror else r.registry)
+        candidates: list[Credential | None] = list(creds.get(key) or ()) or [None]
+        for j, cred in enumerate(candidates):
+            call = _Call(self, r, source, guard=guard, creds=cred)
+            try:
+                return self._inspect_from(call, r, platform, want)
+            except RegistryError as e:
+                if e.status in (401, 403) and j + 1 < len(candidates) and not guard.expired:
+                    continue
+                raise
+            except (KeyError, TypeError, AttributeError, ValueError, IndexError) as e:
+                # A manifest or config of the wrong shape ({"layers": "x"}, "size": [1]...).
+                raise RegistryError(
+                    f"{call.where} sent a malformed manifest or config for {r} ({type(e).__name__})"
+                ) from None
+            finally:
+                call.close()
+                _merge(stats, call.stats)
+        raise AssertionError("unreachable")
 
     def sources_for(self, r: Reference) -> list[_Source]:
         """Where to read ``r`` from, in order: its registry's mirrors, then (unless disabled) the registry."""
@@ -569,52 +960,136 @@ class RegistryClient:
         return "https"
 
 
-class _Call:
-    """State of one inspection: a session, tokens, counters. Never shared between threads."""
+_REDIRECTS = (301, 302, 303, 307, 308)
+_UNSET = object()
 
-    def __init__(self, client: RegistryClient, ref: Reference, source: _Source | None = None) -> None:
+
+def _origin(url: str) -> tuple[str, str, int]:
+    u = urlsplit(url)
+    return (u.scheme, (u.hostname or "").lower(), u.port or (443 if u.scheme == "https" else 80))
+
+
+class _Call:
+    """State of one inspection through one source: a session, tokens, counters. Never shared between
+    threads. Redirects are followed here, one hop at a time under the outbound policy; credentials (the
+    ``Authorization`` header) only ever go to the source's own origin, and Basic credentials to its
+    token realm."""
+
+    def __init__(
+        self,
+        client: RegistryClient,
+        ref: Reference,
+        source: _Source | None = None,
+        *,
+        guard: _Guard | None = None,
+        creds: Credential | None | object = _UNSET,
+    ) -> None:
         self.c = client
         self.ref = ref
         self.source = source or _Source(ref.api_host, client.scheme_for(ref.api_host), ref.repository)
+        self.own_guard = guard is None
+        self.guard = guard or _Guard(client.limits.deadline, client.forbid)
         self.s = requests.Session()
         self.s.verify = client.verify
+        adapter = _GuardedAdapter(self.guard, urlsplit(f"//{self.source.host}").hostname or self.source.host)
+        self.s.mount("http://", adapter)
+        self.s.mount("https://", adapter)
         self.s.headers["User-Agent"] = "dnsaudit"
+        # No transparent decompression: bodies are read raw and capped, and an encoded one is refused.
+        self.s.headers["Accept-Encoding"] = "identity"
         self.base = f"{self.source.scheme}://{self.source.host}/v2/{self.source.repository}"
         self.auth_header: str | None = None
         self.token_proven = False  # the current bearer token has worked once (so a 401 means expired)
-        # A mirror is its own registry with its own accounts: use the credentials of its host.
-        cred_key = self.source.host if self.source.mirror else ref.registry
-        self.creds = client.credentials.get(normalise_registry(cred_key))
+        if creds is _UNSET:
+            # A mirror is its own registry with its own accounts: use the credentials of its host.
+            cred_key = self.source.host if self.source.mirror else ref.registry
+            found = client.credentials.get(normalise_registry(cred_key)) or [None]
+            creds = found[0]
+        self.creds: Credential | None = creds  # type: ignore[assignment]
         # How errors name where we read from: the registry, or "mirror host/prefix".
         self.where = f"mirror {self.source.mirror.label}" if self.source.mirror else ref.registry
         self.stats = InspectStats()
 
     def close(self) -> None:
         self.s.close()
+        if self.own_guard:
+            self.guard.close()
 
-    # -- HTTP with auth, retries and clear errors --
-    def _send(self, url: str, headers: dict, stream: bool) -> requests.Response:
+    # -- HTTP: one hop, then redirects, auth, retries and clear errors --
+    def _send(self, url: str, headers: Mapping[str, str], auth: str | None) -> requests.Response:
+        """One GET, no redirect followed, the body not read. Nothing is sent to a refused host."""
+        self.guard.check()
+        u = urlsplit(url)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise RegistryError(f"refused to fetch {_clean(url)}: not an http(s) URL")
+        reason = forbidden_hostname(u.hostname)
+        if reason:
+            raise RegistryError(f"refused to fetch from {u.hostname}: {reason}")
         h = dict(headers)
-        if self.auth_header:
-            h["Authorization"] = self.auth_header
+        if auth:
+            h["Authorization"] = auth
         self.stats.requests += 1
         self.stats.urls.append(url)
-        return self.s.get(url, headers=h, stream=stream, timeout=self.c.timeout)
+        t = max(0.05, min(self.c.timeout, self.guard.remaining()))
+        try:
+            return self.s.get(url, headers=h, stream=True, allow_redirects=False, timeout=(t, t))
+        except RegistryError:
+            raise
+        except Exception:
+            if self.guard.expired:
+                raise self.guard.error() from None
+            raise
 
-    def get(
-        self, url: str, headers: dict | None = None, *, stream: bool = False, what: str = ""
-    ) -> requests.Response:
+    def _follow(self, url: str, headers: Mapping[str, str]) -> requests.Response:
+        """GET ``url``, answering the registry's 401 challenge and following redirects ourselves."""
+        home = _origin(self.base)
+        current = url
+        for hop in range(self.c.limits.max_redirects + 1):
+            on_registry = _origin(current) == home
+            resp = self._send(current, headers, self.auth_header if on_registry else None)
+            if resp.status_code == 401 and on_registry and self._authenticate(resp):
+                resp.close()
+                resp = self._send(current, headers, self.auth_header)
+            if resp.status_code not in _REDIRECTS:
+                return resp
+            location = resp.headers.get("Location") or ""
+            resp.close()
+            if hop == self.c.limits.max_redirects:
+                break
+            current = self._redirect_target(current, location)
+        raise RegistryError(f"registry {self.source.host}: more than {self.c.limits.max_redirects} redirects")
+
+    def _redirect_target(self, current: str, location: str) -> str:
+        if not location:
+            raise RegistryError(f"registry {self.source.host} redirected without a Location")
+        target = urljoin(current, location.strip())
+        u = urlsplit(target)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise RegistryError(f"registry {self.source.host} redirected to a non-http(s) URL; not followed")
+        host = u.netloc.rpartition("@")[2].lower()
+        if urlsplit(current).scheme == "https" and u.scheme == "http" and self.c.scheme_for(host) != "http":
+            raise RegistryError(
+                f"registry {self.source.host} redirected from HTTPS to plain HTTP ({_clean(host)}); not followed"
+            )
+        reason = forbidden_hostname(u.hostname)
+        if reason:
+            raise RegistryError(
+                f"registry {self.source.host} redirected to {_clean(u.hostname)}: refused, {reason}"
+            )
+        return target
+
+    def get(self, url: str, headers: dict | None = None, *, what: str = "") -> requests.Response:
+        """A streamed response with a 2xx status (its body not read yet), or a :class:`RegistryError`."""
         headers = headers or {}
         attempt = 0
         while True:
             try:
-                resp = self._send(url, headers, stream)
-                if resp.status_code == 401 and self._authenticate(resp):
-                    resp.close()
-                    resp = self._send(url, headers, stream)
+                resp = self._follow(url, headers)
                 self._raise_for(resp, what)
                 self.token_proven = True
                 return resp
+            except RegistryDeadline:
+                raise
             except RegistryError as e:
                 if not e.transient or attempt >= self.c.retries:
                     raise
@@ -625,7 +1100,51 @@ class _Call:
                     what = self.where if self.source.mirror else f"registry {self.where}"
                     raise RegistryError(f"cannot reach {what}: {_short(e)}", transient=True) from None
             attempt += 1
-            time.sleep(self.c.backoff * (2 ** (attempt - 1)))
+            pause = self.c.backoff * (2 ** (attempt - 1))
+            if pause >= self.guard.remaining():
+                raise self.guard.error()
+            time.sleep(pause)
+
+    def read_body(self, resp: requests.Response, what: str) -> bytes:
+        """The whole body of a small JSON answer: identity-encoded only, at most ``max_manifest_bytes``,
+        read as it arrives (never more than the limit, whatever Content-Length says), within the deadline."""
+        cap = self.c.limits.max_manifest_bytes
+        try:
+            encoding = (resp.headers.get("Content-Encoding") or "identity").strip().lower()
+            if encoding not in ("identity", ""):
+                raise RegistryError(
+                    f"{self.where} sent {what} with Content-Encoding {_clean(encoding, 20)} although "
+                    "identity was asked for; refused"
+                )
+            length = resp.headers.get("Content-Length") or ""
+            if length.strip().isdigit() and int(length) > cap:
+                raise RegistryError(
+                    f"{what} from {self.where} is {int(length)} bytes, over the limit of {cap} "
+                    "(DNSAUDIT_REGISTRY_MAX_MANIFEST_BYTES)"
+                )
+            buf = bytearray()
+            while True:
+                self.guard.check()
+                try:
+                    chunk = _read1(resp.raw, min(64 * 1024, cap + 1 - len(buf)))
+                except Exception as e:
+                    if self.guard.expired:
+                        raise self.guard.error() from None
+                    raise RegistryError(
+                        f"reading {what} from {self.where} failed: {_short(e)}", transient=True
+                    ) from None
+                if self.guard.expired:
+                    raise self.guard.error()
+                if not chunk:
+                    return bytes(buf)
+                buf += chunk
+                if len(buf) > cap:
+                    raise RegistryError(
+                        f"{what} from {self.where} is over the limit of {cap} bytes "
+                        "(DNSAUDIT_REGISTRY_MAX_MANIFEST_BYTES); not read further"
+                    )
+        finally:
+            resp.close()
 
     def _tls_error(self, e: Exception) -> RegistryError:
         text = str(e)
@@ -641,13 +1160,11 @@ class _Call:
         return RegistryError(msg, transient=False)
 
     def _raise_for(self, resp: requests.Response, what: str) -> None:
+        """Error bodies are never read (nor shown): the status and its reason say enough."""
         code = resp.status_code
-        if code < 400:
+        if 200 <= code < 300:
             return
-        try:
-            body = resp.text[:300]  # error bodies are small JSON ({"errors": [...]})
-        except requests.RequestException:
-            body = ""
+        reason = _clean(resp.reason or "", 40)
         resp.close()
         name = str(self.ref) + (f" on {self.where}" if self.source.mirror else "")
         if code == 401:
@@ -666,11 +1183,15 @@ class _Call:
                 f"registry {self.source.host} answered {code} for {name}", transient=True, status=code
             )
         raise RegistryError(
-            f"registry {self.source.host} answered {code} for {name}: {body}".strip(), status=code
+            f"registry {self.source.host} answered {code} {reason} for {name}".replace("  ", " "), status=code
         )
 
     def _authenticate(self, resp: requests.Response) -> bool:
-        """Answer a 401 challenge once (Basic or Bearer). Returns whether a retry makes sense."""
+        """Answer a 401 challenge once (Basic or Bearer). Returns whether a retry makes sense.
+
+        A Bearer realm must be HTTPS unless the registry itself is reached over plain HTTP (loopback or
+        ``DNSAUDIT_INSECURE_REGISTRIES``); the realm gets the Basic credentials and nothing else does.
+        """
         if self.auth_header and self.auth_header.startswith("Basic"):
             return False
         challenge = resp.headers.get("WWW-Authenticate", "")
@@ -685,39 +1206,54 @@ class _Call:
             return False
         if self.auth_header and self.auth_header.startswith("Bearer") and not self.token_proven:
             return False  # a fresh token was refused: asking again will not help
+        realm = params["realm"]
+        u = urlsplit(realm)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise RegistryError(f"registry {self.source.host} named a token realm that is not an http(s) URL")
+        if u.scheme == "http" and self.source.scheme != "http":
+            raise RegistryError(
+                f"registry {self.source.host} asked for a token from {_clean(u.netloc, 60)} over plain HTTP: "
+                f"refused (a token realm must be HTTPS unless the registry itself is plain HTTP: loopback "
+                f"or {INSECURE_ENV})"
+            )
         q = {"service": params.get("service", "")} if params.get("service") else {}
         q["scope"] = params.get("scope") or f"repository:{self.source.repository}:pull"
+        url = realm + ("&" if u.query else "?") + urlencode(q)
+        basic = "Basic " + base64.b64encode(":".join(self.creds).encode()).decode() if self.creds else None
         try:
-            self.stats.requests += 1
-            t = requests.get(
-                params["realm"], params=q, auth=self.creds, timeout=self.c.timeout, verify=self.c.verify
-            )
+            t = self._send(url, {}, basic)
+        except RegistryError:
+            raise
         except requests.exceptions.SSLError as e:
             raise self._tls_error(e) from None
         except (requests.ConnectionError, requests.Timeout) as e:
             raise RegistryError(
                 f"cannot reach the registry's token service: {_short(e)}", transient=True
             ) from None
-        if t.status_code in (401, 403):
+        code = t.status_code
+        if code in (401, 403):
+            t.close()
             if self.creds:
                 raise RegistryError(
-                    f"registry refused credentials for {self.ref} (token service {t.status_code})", status=401
+                    f"registry refused credentials for {self.ref} (token service {code})", status=401
                 )
             raise RegistryError(
-                f"registry requires credentials for {self.ref} (token service {t.status_code})", status=401
+                f"registry requires credentials for {self.ref} (token service {code})", status=401
             )
-        if t.status_code >= 400:
+        if code in _REDIRECTS:
+            t.close()
             raise RegistryError(
-                f"token service answered {t.status_code}",
-                transient=t.status_code >= 500,
-                status=t.status_code,
+                "the registry's token service redirected; not followed (credentials stay put)"
             )
+        if code >= 300:
+            t.close()
+            raise RegistryError(f"token service answered {code}", transient=code >= 500, status=code)
         try:
-            body = t.json()
-            token = body.get("token") or body.get("access_token")
+            body = json.loads(self.read_body(t, "a token answer"))
+            token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         except ValueError:
             token = None
-        if not token:
+        if not token or not isinstance(token, str):
             raise RegistryError("token service gave no token")
         self.auth_header = f"Bearer {token}"
         self.token_proven = False
@@ -729,21 +1265,24 @@ class _Call:
         resp = self.get(
             f"{self.base}/manifests/{reference}", {"Accept": ACCEPT}, what=f"manifest {reference}"
         )
-        body = resp.content[: MAX_JSON + 1]
-        if len(body) > MAX_JSON:
-            raise RegistryError("manifest too large")
+        headers = resp.headers
+        body = self.read_body(resp, f"manifest {reference}")
         try:
             manifest = json.loads(body)
         except ValueError:
             raise RegistryError(f"registry sent a manifest that is not JSON for {self.ref}") from None
-        media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip() or manifest.get(
+        if not isinstance(manifest, dict):
+            raise RegistryError(f"registry sent a manifest that is not a JSON object for {self.ref}")
+        media_type = (headers.get("Content-Type") or "").split(";")[0].strip() or manifest.get(
             "mediaType", ""
         )
         if manifest.get("mediaType"):
             media_type = manifest["mediaType"]
         if manifest.get("schemaVersion") == 1:
             raise RegistryError(f"{self.ref} is a schema 1 manifest (unsupported)")
-        digest = resp.headers.get("Docker-Content-Digest") or _sha256(body)
+        digest = headers.get("Docker-Content-Digest") or _sha256(body)
+        if not _DIGEST.match(digest):
+            digest = _sha256(body)
         if self.source.mirror is not None and _DIGEST.match(reference):
             # A mirror is a cache we did not choose the contents of: what it returns for a digest must
             # hash to that digest (containerd checks the same), or it is not the image that was asked for.
@@ -758,18 +1297,21 @@ class _Call:
     def blob_json(self, digest: str) -> dict:
         resp = self.get(f"{self.base}/blobs/{digest}", what=f"config {digest}")
         try:
-            return json.loads(resp.content[:MAX_JSON])
+            config = json.loads(self.read_body(resp, f"config {digest[:19]}"))
         except ValueError:
             raise RegistryError(f"image config {digest} is not JSON") from None
+        if not isinstance(config, dict):
+            raise RegistryError(f"image config {digest} is not a JSON object")
+        return config
 
     def classify(self, manifest: dict, platform: str) -> LibcVerdict:
         config_desc = manifest.get("config") or {}
         config = self.blob_json(config_desc["digest"]) if config_desc.get("digest") else {}
         det = LibcDetector(config)
-        layers = list(manifest.get("layers") or [])
+        layers = [layer for layer in (manifest.get("layers") or []) if isinstance(layer, dict)]
         st = self.stats
         st.layers_total = len(layers)
-        st.layer_bytes_total = sum(int(layer.get("size") or 0) for layer in layers)
+        st.layer_bytes_total = sum(_size(layer) or 0 for layer in layers)
         notes = []
         want = _parse_platform(platform)
         if config.get("architecture") and config.get("architecture") != want[1]:
@@ -780,8 +1322,9 @@ class _Call:
             if det.done():
                 stopped = True
                 break
-            if "zstd" in layer.get("mediaType", ""):
-                note = f"layer {layer['digest'][:19]} is zstd-compressed and was not read"
+            fed_before = det.layers_fed
+            if "zstd" in str(layer.get("mediaType", "")):
+                note = f"layer {str(layer['digest'])[:19]} is zstd-compressed and was not read"
             else:
                 note, early = self._feed_layer(det, layer)
                 if early:
@@ -790,8 +1333,9 @@ class _Call:
             if note:
                 notes.append(note)
                 complete = False
-                det.view.begin_layer()  # keep layer numbering: the skipped layer still sits here
-                det.view.end_layer()
+                if det.layers_fed == fed_before:
+                    det.view.begin_layer()  # keep layer numbering: the skipped layer still sits here
+                    det.view.end_layer()
         if complete and not stopped:
             det.finish()
         v = det.verdict()
@@ -803,27 +1347,55 @@ class _Call:
         return v
 
     def _feed_layer(self, det: LibcDetector, layer: dict) -> tuple[str | None, bool]:
-        """Stream one layer into ``det``. Returns ``(note if it could not be read, stopped early)``."""
-        digest = layer["digest"]
-        resp = self.get(f"{self.base}/blobs/{digest}", stream=True, what=f"layer {digest}")
-        counting = _Counting(resp.raw, f"download of layer {digest[:19]} failed")
+        """Stream one layer into ``det``. Returns ``(note if it could not be read, stopped early)``.
+
+        Limits: the compressed bytes its descriptor declares (a blob longer than that is not the blob),
+        ``max_layer_bytes`` decompressed, ``max_tar_entries`` members, ``max_tar_header_bytes`` per
+        extended header, and the deadline. A layer that hits a size limit is left with a note (what it
+        held so far counts; the verdict cannot rest on absence); the deadline ends the inspection."""
+        digest = str(layer["digest"])
+        if not _DIGEST.match(digest):
+            raise RegistryError(f"layer digest {_clean(digest, 30)} is not a digest")
+        lim = self.c.limits
+        declared = _size(layer)
+        cap = declared if declared is not None else lim.max_layer_bytes
+        resp = self.get(f"{self.base}/blobs/{digest}", what=f"layer {digest}")
+        cap_note = (
+            f"the blob is longer than the {declared} bytes its descriptor declares"
+            if declared is not None
+            else f"more than {cap} compressed bytes (DNSAUDIT_REGISTRY_MAX_LAYER_BYTES)"
+        )
+        counting = _Counting(resp.raw, f"download of layer {digest[:19]} failed", self.guard, cap, cap_note)
         try:
             buf = io.BufferedReader(counting, buffer_size=64 * 1024)
             magic = buf.peek(4)[:4]
             if magic[:4] == b"\x28\xb5\x2f\xfd":
                 return f"layer {digest[:19]} is zstd-compressed and was not read", False
             # gzip is recognised by its magic bytes: media types are not always truthful.
-            stream = gzip.GzipFile(fileobj=buf, mode="rb") if magic[:2] == b"\x1f\x8b" else buf
+            inner = gzip.GzipFile(fileobj=buf, mode="rb") if magic[:2] == b"\x1f\x8b" else buf
+            stream = io.BufferedReader(_Capped(inner, self.guard, lim.max_layer_bytes), buffer_size=64 * 1024)
             self.stats.layers_read += 1
             try:
-                return None, det.feed_tar(stream)  # returns early once the verdict is certain
-            except (OSError, EOFError, ValueError, tarfile.TarError, zlib.error) as e:
+                # returns early once the verdict is certain
+                return None, det.feed_tar(
+                    stream, max_entries=lim.max_tar_entries, max_header_bytes=lim.max_tar_header_bytes
+                )
+            except (OSError, EOFError, ValueError, tarfile.TarError, zlib.error, RecursionError) as e:
                 # A corrupt or truncated layer (gzip/tar errors); mid-stream network errors arrive
                 # as RegistryError from _Counting and pass through untouched.
-                raise RegistryError(f"layer {digest[:19]} is not a readable tar: {e}") from None
+                raise RegistryError(f"layer {digest[:19]} is not a readable tar: {_short(e)}") from None
+        except LayerLimitExceeded as e:
+            # What the layer held up to there was fed (feed_layer closed the layer it began).
+            return f"layer {digest[:19]} not fully read: {e}", False
         finally:
             self.stats.layer_bytes_read += counting.count
             resp.close()
+
+
+def _size(desc: dict) -> int | None:
+    """A descriptor's declared size, or None when absent or not a non-negative integer."""
+    size = desc.get("size")
+    return size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
 
 
 def _parse_platform(platform: str) -> tuple[str, str, str | None]:
