@@ -8,17 +8,20 @@ whole page when opened directly. Every page costs a constant number of queries w
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 
 from django.core.cache import cache
 from django.core.paginator import Paginator
-from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
+
+from dnsaudit.core.plan import PlanWorkload, plan_fixes
 
 from ..access import require_role
 from ..models import Cluster, NodePoolResult, Scan, WorkloadResult
@@ -255,6 +258,9 @@ def pools_section(scan: Scan) -> tuple[SafeString, list[dict]]:
     """The rendered node-pool section of ``scan`` (settings, node resolv.conf, probe matrix), and what the
     report does not know about the nodes' files (:func:`clusters.reports.node_file_gaps`).
 
+    The pools come with their affected / at-risk counts (one aggregate query); the pool with the most
+    affected workloads (then at-risk, then the scan's order) is listed first and open.
+
     Both depend on the scan alone (no user, no query string), and a finished scan's pools and workloads
     never change — the scanner writes them in the same transaction that finishes the scan — so they are
     computed once per finished scan and cached. An active scan's section is rendered every time.
@@ -267,27 +273,106 @@ def pools_section(scan: Scan) -> tuple[SafeString, list[dict]]:
             html, gaps = cached
             return mark_safe(html), gaps  # noqa: S308 - our own rendered (autoescaped) template
     pools = list(NodePoolResult.objects.filter(scan=scan))
-    html = render_to_string(
-        "clusters/_pools.html",
+    counts: dict[str, dict[str, int]] = {}
+    for pool, risk, n in (
+        WorkloadResult.objects.filter(scan=scan, risk__in=("affected", "at-risk"))
+        .order_by()
+        .values("node_pool", "risk")
+        .annotate(n=Count("pk"))
+        .values_list("node_pool", "risk", "n")
+    ):
+        counts.setdefault(pool, {})[risk] = n
+    items = [
         {
-            "pools": [
-                {
-                    "pool": p,
-                    "matrix": probe_matrix(p),
-                    "source_words": SOURCE_WORDS.get(p.node_resolv_conf_source, ""),
-                }
-                for p in pools
-            ]
-        },
-    )
+            "pool": p,
+            "matrix": probe_matrix(p),
+            "source_words": SOURCE_WORDS.get(p.node_resolv_conf_source, ""),
+            "affected": counts.get(p.name, {}).get("affected", 0),
+            "at_risk": counts.get(p.name, {}).get("at-risk", 0),
+        }
+        for p in pools
+    ]
+    # Stable: pools with equal counts keep the scan's order.
+    items.sort(key=lambda item: (-item["affected"], -item["at_risk"]))
+    html = render_to_string("clusters/_pools.html", {"pools": items})
     gaps = node_file_gaps(scan, pools)
     if cacheable:
         cache.set(key, (str(html), gaps), 3600)
     return mark_safe(html), gaps  # noqa: S308 - as above
 
 
+#: The probe stage's control name: a random label that cannot exist (clusters/scan/stages/probes.py).
+RANDOM_PROBE = re.compile(r"\bdnsaudit-[0-9a-f]{4,}\.com\b")
+
+
+#: Workloads listed under each step of the plan (the count says how many there are in all).
+PLAN_NAMES_SHOWN = 12
+
+
+def action_plan(cluster: Cluster, scan: Scan) -> dict:
+    """What to do first (:func:`dnsaudit.core.plan.plan_fixes`) as plain data for the template, each step
+    and workload with its link: a cluster-level fix links to its section on this page (``#cfix-N``), a
+    per-workload fix to the workload's page.
+
+    Reads the affected / at-risk / unknown rows once (their risk, pool, recommended fix and alternatives,
+    not the large ``report``/``detail``); a finished scan never changes, so the result is cached per scan.
+    """
+    key = f"dnsaudit:plan:{scan.pk}"
+    cacheable = not scan.is_active
+    if cacheable:
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+    rows = (
+        WorkloadResult.objects.filter(scan=scan, risk__in=("affected", "at-risk", "unknown"))
+        .order_by()
+        .values_list(
+            "pk",
+            "namespace",
+            "kind",
+            "name",
+            "risk",
+            "recommended",
+            "node_pool",
+            "report__remediation__alternatives",
+        )
+    )
+    workloads = [
+        PlanWorkload(
+            key=f"{namespace}/{kind}/{name}",
+            risk=risk,
+            recommended=recommended,
+            alternatives=tuple(a for a in alternatives if isinstance(a, str))
+            if isinstance(alternatives, list)
+            else (),
+            pool=pool,
+            ref=pk,
+        )
+        for pk, namespace, kind, name, risk, recommended, pool, alternatives in rows
+    ]
+    plan = plan_fixes(workloads, cluster_artifacts(scan.facts)).as_dict()
+
+    def workload_href(pk) -> str:
+        return reverse("clusters:workload", args=[cluster.name, pk])
+
+    for step in plan["steps"]:
+        step["items"] = [
+            {"key": k, "href": workload_href(pk)}
+            for k, pk in zip(step["workloads"][:PLAN_NAMES_SHOWN], step["refs"], strict=False)
+        ]
+        if step["artifact"] is not None:
+            step["href"] = f"#cfix-{step['artifact'] + 1}"
+        else:
+            step["href"] = workload_href(step["refs"][0]) + "#fix-h"
+    plan["unfixable"] = [{"key": w["key"], "href": workload_href(w["ref"])} for w in plan["unfixable"]]
+    if cacheable:
+        cache.set(key, plan, 3600)
+    return plan
+
+
 def probe_matrix(pool: NodePoolResult) -> dict:
-    """The pool's probes as rows (search domain) × columns (probe name) for the template."""
+    """The pool's probes as rows (search domain) × columns (probe name) for the template; ``controls``
+    are the column names that are the scan's random control name (``dnsaudit-<hex>.com``)."""
     names: list[str] = []
     rows: dict[str, dict[str, dict]] = {}
     for probe in pool.probes or []:
@@ -298,6 +383,7 @@ def probe_matrix(pool: NodePoolResult) -> dict:
     origins = {s.get("domain"): s.get("origin", "") for s in pool.searches or []}
     return {
         "names": names,
+        "controls": [n for n in names if RANDOM_PROBE.fullmatch(n)],
         "rows": [
             {"domain": domain, "origin": origins.get(domain, ""), "cells": [cells.get(n) for n in names]}
             for domain, cells in rows.items()
@@ -360,6 +446,7 @@ def cluster_report(request: HttpRequest, name: str) -> HttpResponse:
         "node_file_gaps": gaps,
         "diff": scan_diff(scan) if scan else None,
         "cluster_fixes": cluster_artifacts(scan.facts) if scan else [],
+        "plan": action_plan(cluster, scan) if scan else None,
         "workloads_html": mark_safe(workloads_html(request, cluster, scan, oob=False)),  # noqa: S308 - our autoescaped template
         **filter_context(request, cluster, scan),
     }

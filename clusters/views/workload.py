@@ -9,6 +9,7 @@ stored before a key existed lack only the keys the schema declares optional; the
 from __future__ import annotations
 
 import logging
+import re
 from typing import TypedDict
 
 from django.http import HttpRequest, HttpResponse, HttpResponseServerError
@@ -53,6 +54,32 @@ class SimulationRow(TypedDict):
     name: str
     sides: list[SimulationSide]
     differs: bool
+    outcome: str  # when musl and glibc agree: "both resolve" / "both fail (EAI_…)"; else ""
+
+
+#: The probe stage's random control name (``dnsaudit-<hex>.com``), or the ``<random>`` a reason asks for.
+RANDOM_PROBE = re.compile(r"\bdnsaudit-[0-9a-f]{4,}\.com\b|<random>")
+
+
+def agreed_outcome(musl: Resolution, glibc: Resolution) -> str:
+    """What both libcs did when they agree ("" when they do not)."""
+    if musl["ok"] != glibc["ok"]:
+        return ""
+    if musl["ok"]:
+        return "both resolve"
+    errors = sorted({e for e in (musl["error"], glibc["error"]) if e})
+    return f"both fail ({', '.join(errors)})" if errors else "both fail"
+
+
+def mentions_random_probe(report: WorkloadReport, detail: WorkloadDetail) -> bool:
+    """Whether the page shows the random control name (or asks for one): then it says what it is."""
+    texts = [*report["reasons"], *detail["assumed"]]
+    for sim in detail["simulations"]:
+        for libc in ("musl", "glibc"):
+            res = sim[libc]
+            texts.append(res["explanation"])
+            texts.extend(q["name"] for q in res["queries"])
+    return any(RANDOM_PROBE.search(t or "") for t in texts)
 
 
 def ordered_remediations(detail: WorkloadDetail) -> list[RemediationRow]:
@@ -71,7 +98,14 @@ def simulation_rows(detail: WorkloadDetail) -> list[SimulationRow]:
             stopped = res["stopped_at"]
             queries = [dict(q, stopped=bool(stopped) and q["name"] == stopped) for q in res["queries"]]
             sides.append({"libc": libc, "res": res, "queries": queries})
-        rows.append({"name": sim["name"], "sides": sides, "differs": sim["musl"]["ok"] != sim["glibc"]["ok"]})
+        rows.append(
+            {
+                "name": sim["name"],
+                "sides": sides,
+                "differs": sim["musl"]["ok"] != sim["glibc"]["ok"],
+                "outcome": agreed_outcome(sim["musl"], sim["glibc"]),
+            }
+        )
     return rows
 
 
@@ -93,6 +127,7 @@ def workload_detail(request: HttpRequest, name: str, pk: int) -> HttpResponse:
             f"schema: {exc}. Rescan the cluster.\n",
             content_type="text/plain; charset=utf-8",
         )
+    simulations = simulation_rows(detail)
     context = {
         "cluster": cluster,
         "scan": workload.scan,
@@ -100,7 +135,9 @@ def workload_detail(request: HttpRequest, name: str, pk: int) -> HttpResponse:
         "report": report,
         "detail": detail,
         "search_origin": list(detail["search_origin"].items()),
-        "simulations": simulation_rows(detail),
+        "simulations": simulations,
+        "agreeing": sum(1 for sim in simulations if not sim["differs"]),
+        "random_probe": mentions_random_probe(report, detail),
         "remediations": ordered_remediations(detail),
         "containers": detail["containers"],
     }

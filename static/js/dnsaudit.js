@@ -1,7 +1,17 @@
 // Copy buttons: <button class="copy" data-copy="#element-id"> copies that element's text.
+// A link to a closed <details> (the report's "What to do" links to its cluster-level fixes) opens it.
 // Everything else on the pages works without JavaScript (htmx only enhances links and forms).
 (function () {
   "use strict";
+  function openTarget() {
+    if (!location.hash || location.hash.length < 2) return;
+    var target = document.getElementById(decodeURIComponent(location.hash.slice(1)));
+    for (var el = target; el; el = el.parentElement) {
+      if (el.tagName === "DETAILS") el.open = true;
+    }
+  }
+  window.addEventListener("hashchange", openTarget);
+  document.addEventListener("DOMContentLoaded", openTarget);
   document.addEventListener("click", function (event) {
     var button = event.target.closest("button[data-copy]");
     if (!button) return;
