@@ -63,3 +63,76 @@ def test_without_credentials_the_verdict_is_inferred_and_the_error_kept(
     assert container["confidence"] == "inferred"
     evidence = " ".join(app.detail["containers"][0]["evidence"])
     assert "401" in evidence or "credentials" in evidence
+
+
+# --- pull secrets stay in their namespace (issue #10, item 6) ----------------------------------------
+
+
+def two_team_cluster(fakekube, basic_registry, *, b_secret_password: str | None):
+    """Namespace ``team-a`` runs ``a/app`` with a working pull secret; ``team-b`` runs ``b/app`` (another
+    private image on the same registry) with no secret, or (``b_secret_password``) with a secret of its own
+    for the same registry. ``team-b`` sorts after ``team-a``: under one merged pool its secret would
+    override ``team-a``'s, and without one ``team-a``'s would read ``team-b``'s image."""
+    push = imagebuild.Pusher(basic_registry.url, auth=(USER, PASSWORD))
+    digests = {
+        "a": push.image("a/app", "1", imagebuild.alpine("1.2.3-r4", "3.16.9"))[0],
+        "b": push.image("b/app", "1", imagebuild.alpine("1.2.4-r3", "3.18.4"))[0],
+    }
+    nodes = ["node-a"]
+    place = Placement(nodes, {"node-a": "10.10.1.11"})
+    objs = [o.namespace("team-a"), o.namespace("team-b"), o.node("node-a", NodeInfo(), ip="10.10.1.11")]
+    objs.append(o.pull_secret("team-a", "regcred", basic_registry.host, USER, PASSWORD))
+    b_secrets: tuple[str, ...] = ()
+    if b_secret_password is not None:
+        objs.append(o.pull_secret("team-b", "regcred", basic_registry.host, USER, b_secret_password))
+        b_secrets = ("regcred",)
+    for team, secrets in (("a", ("regcred",)), ("b", b_secrets)):
+        ref = f"{basic_registry.host}/{team}/app:1"
+        objs += o.deployment(
+            f"team-{team}",
+            "app",
+            [C("app", ref)],
+            place,
+            replicas=1,
+            opts=PodOpts(image_pull_secrets=secrets),
+        )
+    for x in objs:
+        if x["kind"] == "Pod":
+            team = x["metadata"]["namespace"][-1]
+            for st in x["status"]["containerStatuses"]:
+                st["imageID"] = f"{basic_registry.host}/{team}/app@{digests[team]}"
+    fakekube.default.reset(objs)
+    return objs, nodes
+
+
+def _container(scan, key):
+    row = rows(scan)[key]
+    return row.report["containers"][0], " ".join(row.detail["containers"][0]["evidence"])
+
+
+def test_a_pull_secret_of_namespace_a_is_not_used_for_an_image_of_namespace_b(
+    fakekube, basic_registry, upstream_dns
+):
+    objs, nodes = two_team_cluster(fakekube, basic_registry, b_secret_password=None)
+    spec = single_pool_spec(objs, nodes)
+    scan = run_scan(register(fakekube.default, spec, upstream_dns(spec), user="admin", name="teams"))
+    assert scan.status == Scan.SUCCEEDED, (scan.error, scan.problems)
+    a, _ = _container(scan, "team-a/Deployment/app")
+    assert (a["libc"], a["musl_version"], a["confidence"]) == ("musl", "1.2.3", "confirmed")
+    # team-b has no credentials: its private image is read anonymously, refused, and inferred.
+    b, evidence = _container(scan, "team-b/Deployment/app")
+    assert b["confidence"] == "inferred"
+    assert "401" in evidence and "requires credentials" in evidence
+
+
+def test_a_later_namespace_never_overrides_an_earlier_ones_credentials(
+    fakekube, basic_registry, upstream_dns
+):
+    objs, nodes = two_team_cluster(fakekube, basic_registry, b_secret_password="wrong-password")
+    spec = single_pool_spec(objs, nodes)
+    scan = run_scan(register(fakekube.default, spec, upstream_dns(spec), user="admin", name="teams-wrong"))
+    assert scan.status == Scan.SUCCEEDED, (scan.error, scan.problems)
+    a, _ = _container(scan, "team-a/Deployment/app")
+    assert (a["libc"], a["confidence"]) == ("musl", "confirmed")  # team-a's own secret, not team-b's
+    b, evidence = _container(scan, "team-b/Deployment/app")
+    assert b["confidence"] == "inferred" and "refused credentials" in evidence  # team-b's own (wrong) one

@@ -40,29 +40,40 @@ def _service_account_pull_secrets(client, inv, problems) -> list[tuple[str, str]
     return out
 
 
-def inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
-    """One verdict per distinct image (by digest when known), cached in the database across clusters."""
+def _namespace_credentials(client, inv, problems) -> dict[str, dict[str, list[tuple[str, str]]]]:
+    """``{namespace: {registry: [(user, password), ...]}}`` from the pull secrets that namespace's pods and
+    service accounts name, as the kubelet uses them: a namespace's secrets are never lent to another, and
+    when two of its secrets hold credentials for the same registry both are kept (tried in turn), so a
+    later secret never overrides an earlier one."""
     from dnsaudit.boundary.kube import KubeError
-    from dnsaudit.boundary.registry import RegistryClient, credentials_from_dockerconfigjson, resolve_image_id
+    from dnsaudit.boundary.registry import credentials_from_dockerconfigjson
 
-    credentials: dict = {}
-    denied = False
     secret_names = {ns: set(names) for ns, names in inv.pull_secrets.items()}
     for ns, name in _service_account_pull_secrets(client, inv, problems):
         secret_names.setdefault(ns, set()).add(name)
+    out: dict[str, dict[str, list[tuple[str, str]]]] = {}
+    denied = False
     for ns, names in sorted(secret_names.items()):
-        for secret_name in names:
+        own: dict[str, list[tuple[str, str]]] = {}
+        for secret_name in sorted(names):
             try:
                 secret = client.read_secret(ns, secret_name)
             except KubeError:
                 denied = True
                 continue
             data = (secret or {}).get("data") or {}
-            if ".dockerconfigjson" in data:
-                try:
-                    credentials.update(credentials_from_dockerconfigjson(data[".dockerconfigjson"]))
-                except ValueError:
-                    continue
+            if ".dockerconfigjson" not in data:
+                continue
+            try:
+                parsed = credentials_from_dockerconfigjson(data[".dockerconfigjson"])
+            except ValueError:
+                continue
+            for registry, cred in parsed.items():
+                bucket = own.setdefault(registry, [])
+                if cred not in bucket:
+                    bucket.append(cred)
+        if own:
+            out[ns] = own
     if denied:
         problems.append(
             _problem(
@@ -71,13 +82,45 @@ def inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
                 "private images were inspected anonymously; where that failed the verdict is inferred from the image name",
             )
         )
+    return out
+
+
+def _image_namespaces(inv) -> dict[str, set[str]]:
+    """Image reference (as pods write it, and its imageID) -> the namespaces whose workloads run it."""
+    out: dict[str, set[str]] = {}
+    for w in inv.workloads:
+        for c in w.containers:
+            out.setdefault(c.image, set()).add(w.namespace)
+            if c.image_id:
+                out.setdefault(c.image_id, set()).add(w.namespace)
+    return out
+
+
+def inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
+    """One verdict per distinct image (by digest when known), cached in the database across clusters.
+
+    Each image is read with the credentials of the namespaces that run it, one namespace at a time (a
+    namespace whose credentials are refused gives way to the next; one without any reads anonymously),
+    never with another namespace's. The verdict, a fact about the digest, is then shared."""
+    from dnsaudit.boundary.registry import RegistryClient, RegistryLimits, resolve_image_id
+
+    credentials = _namespace_credentials(client, inv, problems)
     registry = RegistryClient(
-        credentials=credentials, timeout=float(getattr(settings, "DNSAUDIT_REGISTRY_TIMEOUT", 15.0))
+        timeout=float(getattr(settings, "DNSAUDIT_REGISTRY_TIMEOUT", 15.0)),
+        limits=RegistryLimits(
+            deadline=float(settings.DNSAUDIT_REGISTRY_DEADLINE),
+            max_manifest_bytes=settings.DNSAUDIT_REGISTRY_MAX_MANIFEST_BYTES,
+            max_layer_bytes=settings.DNSAUDIT_REGISTRY_MAX_LAYER_BYTES,
+            max_tar_entries=settings.DNSAUDIT_REGISTRY_MAX_TAR_ENTRIES,
+            max_tar_header_bytes=settings.DNSAUDIT_REGISTRY_MAX_TAR_HEADER_BYTES,
+        ),
     )
+    runs_in = _image_namespaces(inv)
     # key -> (pullable ref: the digest from imageID when known, platform, the tag reference). The tag
     # reference is what a fallback inference needs: "docker.io/library/python@sha256:…" says nothing
     # about Alpine, "python:3.12-alpine" does.
     work: dict[str, tuple[str, str, str]] = {}
+    namespaces: dict[str, set[str]] = {}  # key -> namespaces whose workloads run the image
     keys_for: dict[tuple[str, str | None, str], str] = {}
     for image, image_id, platform in sorted(inv.images, key=lambda t: (t[0], t[1] or "", t[2])):
         ref = resolve_image_id(image_id) if image_id else None
@@ -85,6 +128,7 @@ def inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
         key = f"{ref}@{platform}"
         keys_for[(image, image_id, platform)] = key
         work.setdefault(key, (ref, platform, image or ref))
+        namespaces.setdefault(key, set()).update(runs_in.get(image, ()), runs_in.get(image_id or "", ()))
     progress.set("images", done=0, total=len(work))
     cached = {
         iv.key: iv.verdict for iv in ImageVerdict.objects.filter(key__in=list(work), confidence="confirmed")
@@ -97,8 +141,23 @@ def inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
         from dnsaudit.core.libc import infer_from_reference
 
         key, (ref, platform, tag_ref) = item
+        # One attempt per distinct credential set among the namespaces that run the image, in namespace
+        # order; only a refusal (401/403) moves on to the next namespace's credentials.
+        attempts: list[dict] = []
+        for ns in sorted(namespaces.get(key, ())):
+            own = credentials.get(ns, {})
+            if own not in attempts:
+                attempts.append(own)
+        attempts = attempts or [{}]
         try:
-            verdict = registry.inspect(ref, platform)
+            for i, own in enumerate(attempts):
+                try:
+                    verdict = registry.inspect(ref, platform, credentials=own)
+                    break
+                except RegistryError as exc:
+                    if exc.status in (401, 403) and i + 1 < len(attempts):
+                        continue
+                    raise
         except (RegistryError, ValueError) as exc:
             # The registry could not be read (unreachable, 401/404/5xx, slow blobs): infer from the tag
             # reference and keep the error as evidence. The scan goes on; the verdict says "inferred".
