@@ -1032,7 +1032,10 @@ class _Call:
         self.stats.urls.append(url)
         t = max(0.05, min(self.c.timeout, self.guard.remaining()))
         try:
-            return self.s.get(url, headers=h, stream=True, allow_redirects=False, timeout=(t, t))
+            # verify given per request: a session's own would lose to REQUESTS_CA_BUNDLE from the environment
+            return self.s.get(
+                url, headers=h, stream=True, allow_redirects=False, timeout=(t, t), verify=self.c.verify
+            )
         except RegistryError:
             raise
         except Exception:
