@@ -2,6 +2,10 @@
 FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DNSAUDIT_VAR_DIR=/var/lib/dnsaudit
+# Production settings wherever the image runs: DEBUG off, secure cookies, HSTS; the start is refused
+# without a real SECRET_KEY and DNSAUDIT_FERNET_KEYS (see .env.example). Only the build step below,
+# which needs no secrets, runs the development settings.
+ENV DNSAUDIT_PRODUCTION=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
 RUN pip install --no-cache-dir . && mkdir -p /var/lib/dnsaudit && useradd --system --home /app dnsaudit

@@ -1,6 +1,7 @@
 """Django admin: read-mostly views of the stored rows. Kubeconfigs are never displayed."""
 
 from django.contrib import admin
+from django.utils import timezone
 
 from .models import ApiToken, Cluster, ImageVerdict, NodePoolResult, Scan, WorkloadResult
 
@@ -45,6 +46,33 @@ class ImageVerdictAdmin(admin.ModelAdmin):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ("name", "user", "prefix", "created_at", "last_used_at")
-    readonly_fields = ("prefix", "digest", "created_at", "last_used_at")
-    raw_id_fields = ("user",)
+    """Admins see every user's tokens (never the token itself: only a hash is stored) and revoke them."""
+
+    list_display = (
+        "name",
+        "user",
+        "prefix",
+        "status",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+    )
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter), "expires_at")
+    list_select_related = ("user",)
+    search_fields = ("name", "prefix", "user__username")
+    fields = ("user", "name", "prefix", "created_at", "expires_at", "last_used_at", "revoked_at")
+    readonly_fields = ("user", "prefix", "created_at", "last_used_at", "revoked_at")
+    actions = ("revoke_tokens",)
+
+    def has_add_permission(self, request) -> bool:
+        return False  # a token is made by its user on the token page, where it is shown once
+
+    @admin.display(description="status")
+    def status(self, obj: ApiToken) -> str:
+        return obj.status
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke_tokens(self, request, queryset) -> None:
+        revoked = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"{revoked} token(s) revoked.")

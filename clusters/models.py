@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
@@ -303,7 +304,19 @@ class ImageVerdict(models.Model):
 
 
 class ApiToken(models.Model):
-    """Per-user API token. Only a SHA-256 of the token is stored; the token is shown once."""
+    """Per-user read-only API key. Only a SHA-256 of the token is stored; the token is shown once.
+
+    A token authenticates only ``GET``/``HEAD`` on ``/api/`` and ``/metrics`` (``access.ApiTokenMiddleware``);
+    it may expire (``expires_at``) and is revoked by setting ``revoked_at`` (the row stays, for the record).
+    """
+
+    #: Expiry choices offered when a token is created: days, or None for "never".
+    EXPIRY_DAYS = (30, 90, 365, None)
+    DEFAULT_EXPIRY_DAYS = 90
+    #: ``last_used_at`` is written at most this often per token (one UPDATE, not one per request).
+    LAST_USED_RESOLUTION_SECONDS = 60
+    #: Revoked or expired tokens older than this are deleted when their owner creates a new one.
+    PURGE_AFTER_DAYS = 90
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=100)
@@ -311,6 +324,8 @@ class ApiToken(models.Model):
     digest = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="empty: never expires")
+    revoked_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
@@ -320,7 +335,54 @@ class ApiToken(models.Model):
         return hashlib.sha256(token.encode()).hexdigest()
 
     @classmethod
-    def issue(cls, user, name: str) -> tuple[ApiToken, str]:
+    def issue(
+        cls, user, name: str, expires_in_days: int | None = DEFAULT_EXPIRY_DAYS
+    ) -> tuple[ApiToken, str]:
+        now = timezone.now()
+        expires_at = now + timedelta(days=expires_in_days) if expires_in_days else None
+        old = now - timedelta(days=cls.PURGE_AFTER_DAYS)
+        cls.objects.filter(user=user).filter(Q(revoked_at__lt=old) | Q(expires_at__lt=old)).delete()
         token = "dna_" + secrets.token_urlsafe(32)
-        obj = cls.objects.create(user=user, name=name, prefix=token[:12], digest=cls.hash(token))
+        obj = cls.objects.create(
+            user=user, name=name, prefix=token[:12], digest=cls.hash(token), expires_at=expires_at
+        )
         return obj, token
+
+    @classmethod
+    def active(cls):
+        """Tokens that authenticate now: not revoked, not expired."""
+        return cls.objects.filter(revoked_at__isnull=True).filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
+        )
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and not self.is_expired
+
+    @property
+    def status(self) -> str:
+        """``active``, ``expired`` or ``revoked`` (what the token page and the admin show)."""
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if self.is_expired else "active"
+
+    def revoke(self) -> bool:
+        """Revoke now; False when it already was (the first revocation time is kept)."""
+        return bool(
+            type(self).objects.filter(pk=self.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        )
+
+    def touch(self) -> None:
+        """Record a use, at most once per :attr:`LAST_USED_RESOLUTION_SECONDS`."""
+        now = timezone.now()
+        if (
+            self.last_used_at
+            and (now - self.last_used_at).total_seconds() < self.LAST_USED_RESOLUTION_SECONDS
+        ):
+            return
+        type(self).objects.filter(pk=self.pk).update(last_used_at=now)
+        self.last_used_at = now

@@ -8,6 +8,7 @@ for production defaults (DEBUG off, secure cookies, keys required) that pass ``m
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -59,10 +60,30 @@ def env_list(name: str, default: list[str]) -> list[str]:
 PRODUCTION = env_bool("DNSAUDIT_PRODUCTION", False)
 DEBUG = env_bool("DEBUG", not PRODUCTION)
 
+DEV_SECRET_KEY = "dev-only-insecure-key-change-me-0123456789abcdefghijklmnopqrstuvwxyz"
+#: Placeholders that must never be a production SECRET_KEY (the development key, .env.example's value).
+KNOWN_SECRET_KEYS = frozenset({DEV_SECRET_KEY, "change-me-to-a-long-random-string"})
+
+
+def production_secret_key(value: str | None) -> str:
+    """``SECRET_KEY`` as production accepts it: set, not a known placeholder, long and random enough
+    (the same bar as ``check --deploy``: 50 characters, 5 distinct ones, not ``django-insecure-``)."""
+    how = "generate one with python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+    if not value:
+        raise ImproperlyConfigured(f"SECRET_KEY is required in production: {how}")
+    if value in KNOWN_SECRET_KEYS or value.startswith("django-insecure-") or "change-me" in value:
+        raise ImproperlyConfigured(f"SECRET_KEY is a development or example placeholder: {how}")
+    if len(value) < 50 or len(set(value)) < 5:
+        raise ImproperlyConfigured(
+            f"SECRET_KEY is too weak for production (at least 50 characters, 5 distinct): {how}"
+        )
+    return value
+
+
 if PRODUCTION:
-    SECRET_KEY = env_str("SECRET_KEY")
+    SECRET_KEY = production_secret_key(os.environ.get("SECRET_KEY"))
 else:
-    SECRET_KEY = env_str("SECRET_KEY", "dev-only-insecure-key-change-me-0123456789abcdefghijklmnopqrstuvwxyz")
+    SECRET_KEY = env_str("SECRET_KEY", DEV_SECRET_KEY)
 
 ALLOWED_HOSTS = env_list(
     "ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "[::1]", "testserver"]
@@ -76,11 +97,14 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
+    "csp",
     "clusters",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -90,6 +114,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: turns a lockout into its page
 ]
 
 ROOT_URLCONF = "dnsaudit.urls"
@@ -127,6 +152,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out username+address before checking
+    "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "clusters:fleet"
@@ -187,11 +216,19 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Secrets at rest: comma-separated Fernet keys, newest first (MultiFernet rotation).
 DNSAUDIT_FERNET_KEYS = env_list("DNSAUDIT_FERNET_KEYS", [])
+_FERNET_HOW = "generate one with python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
 if PRODUCTION and not DNSAUDIT_FERNET_KEYS:
-    raise ImproperlyConfigured(
-        "DNSAUDIT_FERNET_KEYS is required in production: generate one with "
-        "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
-    )
+    raise ImproperlyConfigured(f"DNSAUDIT_FERNET_KEYS is required in production: {_FERNET_HOW}")
+if PRODUCTION:
+    from cryptography.fernet import Fernet
+
+    for _position, _key in enumerate(DNSAUDIT_FERNET_KEYS, 1):
+        try:
+            Fernet(_key)
+        except (ValueError, TypeError):
+            raise ImproperlyConfigured(
+                f"DNSAUDIT_FERNET_KEYS: key {_position} is not a Fernet key (32 url-safe base64 bytes): {_FERNET_HOW}"
+            ) from None
 DNSAUDIT_KUBECONFIG_MAX_BYTES = env_int("DNSAUDIT_KUBECONFIG_MAX_BYTES", 1024 * 1024)
 DNSAUDIT_METRICS_TOKEN = os.environ.get("DNSAUDIT_METRICS_TOKEN", "")
 
@@ -203,7 +240,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"kubernetes": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+    "loggers": {
+        "kubernetes": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # lockouts (WARNING) logged; every login attempt is in the admin
+    },
 }
 
 if PRODUCTION:
@@ -213,8 +254,51 @@ if PRODUCTION:
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_REDIRECT_EXEMPT = [r"^health$"]  # container healthchecks speak plain HTTP
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# --- Behind a reverse proxy: only when DNSAUDIT_TRUSTED_PROXY says one sits in front and overwrites
+# X-Forwarded-Proto and appends to X-Forwarded-For. Without it (gunicorn published directly, as in
+# docker-compose.yml) a client could claim https or any address with those headers.
+DNSAUDIT_TRUSTED_PROXY = env_bool("DNSAUDIT_TRUSTED_PROXY", False)
+if DNSAUDIT_TRUSTED_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Login throttling (django-axes): after DNSAUDIT_LOGIN_FAILURE_LIMIT failed logins for one username
+# from one address, that pair is locked out for DNSAUDIT_LOGIN_LOCKOUT_MINUTES (0: until an admin runs
+# ``manage.py axes_reset`` / ``axes_reset_username NAME``). A success resets the count.
+AXES_FAILURE_LIMIT = env_int("DNSAUDIT_LOGIN_FAILURE_LIMIT", 5)
+DNSAUDIT_LOGIN_LOCKOUT_MINUTES = env_int("DNSAUDIT_LOGIN_LOCKOUT_MINUTES", 15)
+if AXES_FAILURE_LIMIT < 1 or DNSAUDIT_LOGIN_LOCKOUT_MINUTES < 0:
+    raise ImproperlyConfigured(
+        "DNSAUDIT_LOGIN_FAILURE_LIMIT must be at least 1 and DNSAUDIT_LOGIN_LOCKOUT_MINUTES at least 0"
+    )
+AXES_COOLOFF_TIME = (
+    timedelta(minutes=DNSAUDIT_LOGIN_LOCKOUT_MINUTES) if DNSAUDIT_LOGIN_LOCKOUT_MINUTES else None
+)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "clusters.access.lockout_response"  # registration/locked_out.html, 429
+AXES_CLIENT_IP_CALLABLE = "clusters.access.client_ip"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False  # no start-up banner on every manage.py command; failures and lockouts are still logged
+
+# --- Content-Security-Policy (django-csp): scripts, styles and everything else from this origin only;
+# no inline script or style, no eval (htmx is configured for it in base.html), no framing, forms post
+# here only. The HTML export is a download (Content-Disposition: attachment) and carries its own styles.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
