@@ -13,6 +13,13 @@ Registry mirrors (pull-through caches such as a Harbor proxy-cache project, or D
 ``registry-mirrors``) come from ``DNSAUDIT_REGISTRY_MIRRORS`` (``docker.io=harbor.corp:5000/dockerhub,
 gcr.io=https://mirror.corp/gcr``) or the ``mirrors`` argument. A registry's mirrors are tried first, in
 order, then the registry itself; the verdict's evidence names the source that answered.
+
+Everything a registry sends is untrusted (:class:`RegistryLimits`): bodies are streamed raw with
+``Accept-Encoding: identity`` and capped, layers are capped in compressed and decompressed bytes, tar
+entries and extended-header sizes, and each inspection has a deadline that shuts its sockets down.
+Redirects are followed by hand; every connection is checked before it is made (:func:`forbidden_address`:
+link-local and metadata addresses never; loopback only from a loopback registry); credentials go only to
+the registry's own origin and its token realm (HTTPS unless the registry itself is plain HTTP).
 """
 
 from __future__ import annotations
