@@ -269,8 +269,14 @@ def test_main_pages_run_under_the_policy_in_chromium(csp_page, settings):
 
     page.goto("/clusters/prod-eu/settings/")
     _assert_no_violations(page)
-    page.goto("/admin/")  # the admin login page for a non-staff admin role, or the index: either renders
-    _assert_no_violations(page)
+    # The Django admin, as a superuser: index, the token list with its revoke action, a change form.
+    from django.contrib.auth.models import User
+
+    User.objects.filter(username="ada").update(is_staff=True, is_superuser=True)
+    for path in ("/admin/", "/admin/clusters/apitoken/", f"/admin/clusters/cluster/{cluster.pk}/change/"):
+        page.goto(path)
+        assert page.locator("#site-name").count() == 1, path
+        _assert_no_violations(page)
 
     # The progress bar: an active scan is polled by htmx until it finishes, then the report is swapped in.
     running = factories.make_scan(
