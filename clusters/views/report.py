@@ -446,7 +446,8 @@ def cluster_report(request: HttpRequest, name: str) -> HttpResponse:
         "node_file_gaps": gaps,
         "diff": scan_diff(scan) if scan else None,
         "cluster_fixes": cluster_artifacts(scan.facts) if scan else [],
-        "plan": action_plan(cluster, scan) if scan else None,
+        # Only a finished report has a plan: a running or failed scan has no (or partial) rows.
+        "plan": action_plan(cluster, scan) if scan and scan.status in Scan.FINISHED_OK else None,
         "workloads_html": mark_safe(workloads_html(request, cluster, scan, oob=False)),  # noqa: S308 - our autoescaped template
         **filter_context(request, cluster, scan),
     }

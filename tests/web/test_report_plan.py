@@ -126,6 +126,13 @@ def test_nothing_to_do_and_unknown_workloads_are_said(client_as, cluster):
     assert "1 unknown workload not counted" in words
 
 
+def test_a_running_or_failed_scan_has_no_plan(client_as, cluster):
+    for status in (Scan.RUNNING, Scan.FAILED):
+        scan = factories.make_scan(cluster, status=status)
+        body = client_as("viewer").get(report_url(scan) + f"?scan={scan.pk}").content.decode()
+        assert 'id="plan"' not in body and "Nothing to fix" not in body
+
+
 def test_the_plan_costs_the_same_queries_whatever_the_size_and_none_once_cached(client_as, db):
     viewer = client_as("viewer")
     small = factories.make_report(factories.make_cluster("small"), workloads=10)
