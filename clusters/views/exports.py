@@ -18,6 +18,8 @@ from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from dnsaudit.core import bundle, patches
+
 from ..access import require_role
 from ..models import Cluster, NodePoolResult, Scan, WorkloadResult
 from ..reports import node_file_gaps, scan_report, scan_report_csv
@@ -172,169 +174,70 @@ def workload_patch(request: HttpRequest, name: str, pk: int, index: int) -> Http
 
 @require_role("operator")
 def workload_kubectl(request: HttpRequest, name: str, pk: int, index: int) -> HttpResponse:
+    """The remediation as a standalone script, rebuilt from its data (patch document, policy, ConfigMap):
+    cluster strings only as shell-quoted words or inside a quoted here-document, never in a comment."""
     cluster = get_cluster(name)
     workload, rem = _remediation(cluster, pk, index)
-    if not rem.get("kubectl"):
+    identity = {"namespace": workload.namespace, "kind": workload.kind, "name": workload.name}
+    body = patches.remedy_script(rem, identity) if rem.get("kubectl") else None
+    if body is None:
         raise Http404("this remediation has no kubectl command")
-    body = f"#!/bin/sh\n# {rem.get('title', '')}\n# {workload.namespace}/{workload.kind}/{workload.name} in {cluster.name}\nset -eu\n{rem['kubectl'].rstrip()}\n"
     filename = f"{safe_name(workload.namespace)}-{safe_name(workload.kind.lower())}-{safe_name(workload.name)}-{safe_name(rem.get('kind', 'patch'))}.sh"
     return _download(body, filename, "text/x-shellscript; charset=utf-8")
 
 
 # --- the zip bundle ------------------------------------------------------------------------------------------
 
-BUNDLE_README = """\
-# dnsaudit remediation bundle: {cluster}
-
-Scan {scan_id} ({status}, finished {finished}) of cluster `{cluster}` ({server}).
-{affected} affected, {at_risk} at risk, {safe} safe, {unknown} unknown workloads.
-
-## What each file is
-
-- `report.json` - the full report in dnsaudit's shared schema (what was found and why).
-- `report.csv` - one line per workload, for spreadsheets.
-- `workloads/<namespace>/<kind>-<name>/` - one folder per workload that needs a fix:
-  - `<fix>.patch.yaml` - the patch for that fix (for `dnsConfig` a strategic-merge patch of the pod template);
-  - `<fix>.kubectl.sh` - the same patch as a `kubectl patch` command;
-  - `<fix>.kustomize.yaml` - the patch as a kustomize patch entry, when the fix has one;
-  - any extra files the fix needs, prefixed with `<fix>.`.
-  The recommended fix of each workload is listed below; the folder holds the alternatives too.
-- `kustomize/<namespace>/kustomization.yaml` - the recommended `dnsConfig` patches of a namespace as a
-  kustomize overlay, when there are any (point `resources:` at your base).
-- `cluster/` - cluster-level fixes (kubelet resolv file, KubeletConfiguration, cloud-init, the Kyverno
-  ClusterPolicy scoped to the affected musl images, the CoreDNS snippet) when the scan produced them;
-  `cluster/README.md` explains them.
-
-## In which order to apply
-
-1. Read `report.json` (or the dashboard's workload pages) and decide per workload; the recommended fix is
-   the one with the fewest side effects for that workload.
-2. Cluster-level fixes first if you choose them (`cluster/`): they change every pod created afterwards, and
-   pods only pick up a new resolv.conf when they are recreated (roll the workloads afterwards).
-3. Otherwise the per-workload patches, namespace by namespace: `sh workloads/<ns>/<kind>-<name>/dnsConfig.kubectl.sh`
-   or `kubectl apply -k kustomize/<ns>` from your overlay. The patch changes the pod template, so the
-   workload rolls out new pods.
-4. A base-image fix (`base-image`) means rebuilding the image on glibc, or on musl >= 1.2.4 where the
-   problem is one that version fixes; no patch file is generated for it.
-
-## How to verify
-
-Rescan the cluster in dnsaudit (the Rescan button, or `python manage.py scan {cluster} --wait`): the
-workloads you fixed move to "safe" and show up under "fixed since the previous scan". Inside a pod you can
-also compare `cat /etc/resolv.conf` with the resolv.conf the workload page shows.
-
-## Workloads and their recommended fix
-
-{table}
-"""
-
-
-def _workload_dir(w: WorkloadResult) -> str:
-    return f"workloads/{safe_name(w.namespace)}/{safe_name(w.kind.lower())}-{safe_name(w.name)}"
-
 
 def _bundle_rows(scan: Scan) -> Iterable[WorkloadResult]:
     return (
         WorkloadResult.objects.filter(scan=scan)
         .exclude(recommended__in=("", "none"))
-        .only("namespace", "kind", "name", "risk", "recommended", "detail")
+        .only("namespace", "kind", "name", "risk", "recommended", "report", "detail")
         .order_by("namespace", "kind", "name")
         .iterator(chunk_size=1000)
     )
 
 
+def _bundle_items(scan: Scan) -> Iterable[tuple[dict, list[dict]]]:
+    for w in _bundle_rows(scan):
+        report = dict(w.report or {})
+        report.update({"namespace": w.namespace, "kind": w.kind, "name": w.name, "risk": w.risk})
+        yield report, list((w.detail or {}).get("remediations") or [])
+
+
 def build_bundle(scan: Scan) -> bytes:
-    """The zip bundle of ``scan`` as bytes. File names are sanitized; nothing is read from the cluster."""
+    """The zip bundle of ``scan`` as bytes, in the one layout of :mod:`dnsaudit.core.bundle` (README, scripts
+    that run from the bundle root, per-workload patches once each, cluster-level fixes once), plus
+    ``report.json`` and ``report.csv``. Built from stored rows only; nothing is read from the cluster."""
     cluster = scan.cluster
+    files = bundle.build_files(
+        cluster.name,
+        _bundle_items(scan),
+        cluster_artifacts(scan.facts),
+        summary={
+            "affected": scan.affected,
+            "at-risk": scan.at_risk,
+            "unknown": scan.unknown,
+            "safe": scan.safe,
+        },
+        scan_line=(
+            f"Scan {scan.pk} ({scan.status}, finished "
+            f"{scan.finished_at.isoformat() if scan.finished_at else '-'}).\n"
+        ),
+        report_files=("report.json", "report.csv"),
+        rescan_hint="rescan the cluster in dnsaudit (the Rescan button, or `python manage.py scan CLUSTER --wait`)",
+    )
+    files["report.json"] = json.dumps(build_report(scan), indent=2, default=str)
+    files["report.csv"] = build_csv(scan)
     buf = io.BytesIO()
-    table_lines = ["| Workload | Risk | Recommended fix | Folder |", "|---|---|---|---|"]
-    kustomize: dict[str, list[tuple[str, str]]] = {}
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for w in _bundle_rows(scan):
-            remediations = (w.detail or {}).get("remediations") or []
-            if not remediations:
-                continue
-            folder = _workload_dir(w)
-            recommended = next((r for r in remediations if r.get("recommended")), remediations[0])
-            for rem in remediations:
-                kind = safe_name(rem.get("kind") or "fix")
-                if rem.get("patch_yaml"):
-                    zf.writestr(f"{folder}/{kind}.patch.yaml", rem["patch_yaml"])
-                if rem.get("kubectl"):
-                    zf.writestr(
-                        f"{folder}/{kind}.kubectl.sh", "#!/bin/sh\nset -eu\n" + rem["kubectl"].rstrip() + "\n"
-                    )
-                if rem.get("kustomize"):
-                    zf.writestr(f"{folder}/{kind}.kustomize.yaml", rem["kustomize"])
-                for fname, content in (rem.get("extra_files") or {}).items():
-                    zf.writestr(f"{folder}/{kind}.{safe_name(fname.replace('/', '-'))}", content)
-            if recommended.get("kind") == "dnsConfig" and recommended.get("patch_yaml"):
-                kustomize.setdefault(w.namespace, []).append(
-                    (f"../../{folder}/dnsConfig.patch.yaml", f"{w.kind}/{w.name}")
-                )
-            table_lines.append(
-                f"| {w.namespace}/{w.kind}/{w.name} | {w.risk} | {recommended.get('kind', '')}: "
-                f"{recommended.get('title', '')} | `{folder}/` |"
-            )
-        for namespace, patches in sorted(kustomize.items()):
-            lines = [
-                "# Recommended dnsConfig patches of this namespace, generated by dnsaudit.",
-                "apiVersion: kustomize.config.k8s.io/v1beta1",
-                "kind: Kustomization",
-                f"namespace: {namespace}",
-                "resources: []  # point this at your base",
-                "patches:",
-            ]
-            for path, target in patches:
-                kind, name = target.split("/", 1)
-                lines += [f"  - path: {path}", "    target:", f"      kind: {kind}", f"      name: {name}"]
-            zf.writestr(f"kustomize/{safe_name(namespace)}/kustomization.yaml", "\n".join(lines) + "\n")
-        artifacts = cluster_artifacts(scan.facts)
-        if artifacts:
-            readme = [
-                "# Cluster-level fixes",
-                "",
-                "Each of these covers every affected workload at once; pick one.",
-                "",
-            ]
-            written: set[str] = set()
-            for art in artifacts:
-                readme += [f"## {art.get('title') or art.get('kind')}", ""]
-                if art.get("why"):
-                    readme += [str(art["why"]), ""]
-                for t in _as_list(art.get("tradeoffs")):
-                    readme.append(f"- Trade-off: {t}")
-                for fname, content in (art.get("files") or {}).items():
-                    path = safe_path(fname)
-                    if path.upper().startswith("README") or path in written:
-                        continue
-                    written.add(path)
-                    zf.writestr(
-                        f"cluster/{path}",
-                        content if isinstance(content, str) else json.dumps(content, indent=2),
-                    )
-                    readme.append(f"- File: `cluster/{path}`")
-                readme.append("")
-            zf.writestr("cluster/README.md", "\n".join(readme))
-        zf.writestr("report.json", json.dumps(build_report(scan), indent=2, default=str))
-        zf.writestr("report.csv", build_csv(scan))
-        if len(table_lines) == 2:
-            table_lines.append("| (none: no workload needs a fix) | | | |")
-        zf.writestr(
-            "README.md",
-            BUNDLE_README.format(
-                cluster=cluster.name,
-                server=cluster.server,
-                scan_id=scan.pk,
-                status=scan.status,
-                finished=scan.finished_at.isoformat() if scan.finished_at else "-",
-                affected=scan.affected,
-                at_risk=scan.at_risk,
-                safe=scan.safe,
-                unknown=scan.unknown,
-                table="\n".join(table_lines),
-            ),
-        )
+        for path in sorted(files):
+            info = zipfile.ZipInfo(path, date_time=(2020, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            # Scripts keep their executable bit when unzipped (rwxr-xr-x), other files rw-r--r--.
+            info.external_attr = (0o100755 if path.endswith(".sh") else 0o100644) << 16
+            zf.writestr(info, files[path])
     return buf.getvalue()
 
 

@@ -810,9 +810,12 @@ def cluster_remediation(audits: list[WorkloadAudit], ctx: AuditContext) -> dict:
     """Cluster-level fixes covering every affected/at-risk workload, each with why and trade-offs.
 
     Returns ``{"summary": {...}, "domains": {domain: {"origins", "workloads"}}, "artifacts": [{"kind",
-    "title", "why", "tradeoffs", "files": {path: text}}]}``. Kinds: ``kubelet`` (one per node pool
-    whose node file brings an offending domain), ``kyverno`` (scoped to the affected musl images),
-    ``coredns`` (template + k3s coredns-custom form).
+    "title", "why", "tradeoffs", "files": {path: text}, ...}]}``. Kinds: ``kubelet`` (one per node pool
+    whose node file brings an offending domain; also ``pool`` and ``nodes``), ``kyverno`` (the policy
+    scoped to a label and the exact images judged musl, and one label patch per workload that needs it;
+    also ``workloads``), ``coredns`` (template, k3s coredns-custom form, and with a known Corefile the full
+    ConfigMap; also ``variant`` and ``zones``). File paths are relative to the bundle root and hold no raw
+    cluster string (:func:`patches.safe_part`). Zones that are not DNS names are refused (``refused_zones``).
     """
     risky = [x for x in audits if x.report["risk"] in ("affected", "at-risk", "unknown")]
     summary = {
@@ -834,51 +837,46 @@ def cluster_remediation(audits: list[WorkloadAudit], ctx: AuditContext) -> dict:
     for x in risky:
         for r in x.remedies:
             if r.kind == "kubelet" and x.diagnosis and x.diagnosis.pool.name not in seen_pools and r.usable:
-                pool = x.diagnosis.pool.name
-                seen_pools.add(pool)
-                files = {k.replace("kubelet/", f"kubelet/{pool}/", 1): v for k, v in r.extra_files.items()}
+                pool = x.diagnosis.pool
+                seen_pools.add(pool.name)
+                folder = f"kubelet/{patches.safe_part(pool.name)}/"
+                files = {k.replace("kubelet/", folder, 1): v for k, v in r.extra_files.items()}
                 artifacts.append(
                     {
                         "kind": "kubelet",
-                        "title": f"{r.title} (node pool {pool})",
+                        "title": f"{r.title} (node pool {pool.name})",
                         "why": r.why,
                         "tradeoffs": r.tradeoffs,
                         "files": files,
+                        "pool": pool.name,
+                        "nodes": list(pool.nodes),
                     }
                 )
-    musl_images = sorted({img for x in risky if x.diagnosis for img in x.diagnosis.musl_images})
-    pools = list(ctx.pools.values()) or [NodePool(name=ctx.default_pool)]
-    kubelet = (ctx.pools.get(ctx.default_pool) or pools[0]).kubelet
-    if musl_images and kubelet.cluster_dns:
-        policy = patches.kyverno_policy(list(kubelet.cluster_dns), kubelet.cluster_domain, musl_images)
-        artifacts.append(
-            {
-                "kind": "kyverno",
-                "title": "Kyverno ClusterPolicy for the affected musl images",
-                "why": (
-                    "Gives new Pods of these images dnsPolicy None with the cluster DNS and their namespace's search "
-                    f"domains: {', '.join(musl_images)}."
-                ),
-                "tradeoffs": [
-                    "Kyverno is installed in this cluster."
-                    if ctx.kyverno_installed
-                    else "Kyverno is not installed: install it first.",
-                    "Only new Pods are changed; kube-system and hostNetwork Pods are excluded.",
-                    "Image patterns miss renamed/new musl images; a label selector is more precise.",
-                ],
-                "files": {"kyverno/clusterpolicy.yaml": patches.dump_yaml(policy)},
-            }
-        )
-    zones = sorted({z for x in risky if x.diagnosis for z in x.diagnosis.bad_zones})
+    kyverno = _kyverno_artifact(audits, risky, ctx)
+    if kyverno is not None:
+        artifacts.append(kyverno)
+    all_zones = sorted({z for x in risky if x.diagnosis for z in x.diagnosis.bad_zones})
+    zones = [z for z in all_zones if patches.is_dns_zone(z)]
+    refused = [z for z in all_zones if not patches.is_dns_zone(z)]
     if zones:
         files = {
             "coredns/template.conf": "".join(patches.coredns_template(z) for z in zones),
             "coredns/k3s-coredns-custom.yaml": patches.dump_yaml(patches.coredns_custom_configmap(zones)),
         }
+        variant = str(ctx.coredns.get("variant") or "")
         corefile = str(ctx.coredns.get("corefile") or "")
         patched = patches.corefile_with_templates(corefile, zones) if corefile else None
         if patched:
             files["coredns/Corefile"] = patched
+            if variant != "k3s":
+                files["coredns/coredns-configmap.yaml"] = patches.dump_yaml(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "metadata": {"name": "coredns", "namespace": "kube-system"},
+                        "data": {"Corefile": patched},
+                    }
+                )
         artifacts.append(
             {
                 "kind": "coredns",
@@ -888,100 +886,86 @@ def cluster_remediation(audits: list[WorkloadAudit], ctx: AuditContext) -> dict:
                     "Hides real names with two or more labels before the zone.",
                     "Does not help dnsPolicy Default/hostNetwork pods.",
                     "k3s: use the coredns-custom ConfigMap (its coredns ConfigMap is rewritten on restart).",
+                    *(
+                        [
+                            f"{len(refused)} search domain(s) are not DNS names and were left out of the Corefile."
+                        ]
+                        if refused
+                        else []
+                    ),
                 ],
                 "files": files,
+                "variant": variant,
+                "zones": zones,
+                "refused_zones": refused,
             }
         )
     return {"summary": summary, "domains": domains, "artifacts": artifacts}
 
 
-_README = """# dnsaudit remediation bundle for cluster {cluster}
-
-Generated from {n} audited workloads: {affected} affected, {at_risk} at risk, {unknown} unknown, {safe} safe.
-Every workload patch here was validated against the API server's dnsConfig rules and re-simulated:
-the kubelet's resolv.conf for the patched pod was synthesised and musl's resolver was simulated again
-for the names that failed.
-
-## What is in here
-
-| path | what it is |
-|---|---|
-| `patches/<namespace>/<kind>-<name>.yaml` | strategic-merge patch (dnsPolicy None + full dnsConfig) for one workload |
-| `patches/commands.sh` | the equivalent `kubectl patch` commands |
-| `kustomize/kustomization.yaml` + `kustomize/patches/` | the same patches for a kustomize overlay (add your manifests under `resources:`) |
-| `kubelet/<pool>/` | a resolv.conf without the offending domains, the `resolvConf:` KubeletConfiguration field, the `--resolv-conf` flag and a cloud-init snippet |
-| `kyverno/clusterpolicy.yaml` | a Kyverno ClusterPolicy for new Pods of the affected musl images |
-| `coredns/` | a CoreDNS `template` returning NXDOMAIN for the offending zones, and the k3s `coredns-custom` form |
-| `report.json` | the audit report (shared schema) |
-
-## Recommended per workload
-
-{table}
-
-## Order to apply
-
-1. Pick ONE approach per cause (they overlap): the recommended one is listed above with its reason.
-2. kubelet: write the new file on every node (cloud-init for new nodes) BEFORE changing `resolvConf`
-   and restarting the kubelet — a missing file breaks every pod sandbox on the node. Then roll the
-   workloads (existing pods keep their resolv.conf).
-3. Workload patches: `sh patches/commands.sh`, or add the kustomize overlay. The rollout applies them.
-   A bare Pod or Job is recreated (its DNS fields are immutable).
-4. Kyverno: `kubectl apply -f kyverno/clusterpolicy.yaml`, then restart the affected workloads.
-5. CoreDNS: add `coredns/template.conf` before `forward` in the Corefile (k3s: apply
-   `coredns/k3s-coredns-custom.yaml`). Takes effect without restarting pods.
-
-## How to verify
-
-Re-run the scan (or `manage.py audit-manifests` on the patched manifests): the workloads should now be
-`safe`. Inside a pod, `cat /etc/resolv.conf` must no longer list the offending domains, and
-`manage.py dnsprobe --resolv-conf <that file> example.com` must exit 0.
-"""
+def _kyverno_artifact(
+    audits: list[WorkloadAudit], risky: list[WorkloadAudit], ctx: AuditContext
+) -> dict | None:
+    """The ClusterPolicy and the label patches for exactly the workloads whose checked Kyverno fix applies
+    (musl images, cluster DNS, not hostNetwork, dnsPolicy ClusterFirst, outside kube-system)."""
+    # A reference any container was judged non-musl for (another platform, another workload) never goes in.
+    not_musl = {c["image"] for x in audits for c in x.report["containers"] if c["libc"] != "musl"}
+    chosen: list[WorkloadAudit] = []
+    images: set[str] = set()
+    for x in risky:
+        d, w = x.diagnosis, x.workload
+        if d is None or w is None or w.kind not in patches.KUBECTL_RESOURCE:
+            continue
+        refs = [i for i in d.musl_images if i not in not_musl]
+        if not refs or w.dns_policy not in ("ClusterFirst", ""):
+            continue
+        if not any(r.kind == "kyverno" and r.usable for r in x.remedies):
+            continue
+        chosen.append(x)
+        images.update(refs)
+    pools = list(ctx.pools.values()) or [NodePool(name=ctx.default_pool)]
+    kubelet = (ctx.pools.get(ctx.default_pool) or pools[0]).kubelet
+    if not chosen or not kubelet.cluster_dns:
+        return None
+    policy = patches.kyverno_policy(list(kubelet.cluster_dns), kubelet.cluster_domain, sorted(images))
+    files = {patches.KYVERNO_POLICY_FILE: patches.dump_yaml(policy)}
+    for x in chosen:
+        w = x.workload
+        assert w is not None
+        path = "kyverno/labels/" + patches.patch_path_for(w.namespace, w.kind, w.name)
+        files[path] = patches.dump_yaml(patches.label_patch_document(w))
+    key, value = patches.KYVERNO_LABEL
+    return {
+        "kind": "kyverno",
+        "title": f"Kyverno ClusterPolicy for the {len(chosen)} musl workload(s) that need it",
+        "why": (
+            f"Gives new Pods labelled {key}={value} that run an image judged musl "
+            f"({', '.join(sorted(images))}) dnsPolicy None with the cluster DNS and their namespace's search "
+            "domains; the label patches put exactly the workloads that need it in scope (and roll them)."
+        ),
+        "tradeoffs": [
+            "Kyverno is installed in this cluster."
+            if ctx.kyverno_installed
+            else "Kyverno is not installed: install it first.",
+            "Only new Pods are changed; kube-system, hostNetwork and non-ClusterFirst Pods are left alone.",
+            "A new musl workload needs the label; a rebuilt or renamed image needs a regenerated policy.",
+        ],
+        "files": files,
+        "workloads": [f"{x.report['namespace']}/{x.report['kind']}/{x.report['name']}" for x in chosen],
+    }
 
 
 def render_bundle(cluster_name: str, audits: list[WorkloadAudit], ctx: AuditContext) -> dict[str, str]:
-    """Files for the remediation zip: ``README.md``, ``patches/``, ``kustomize/``, ``kubelet/``, ``kyverno/``,
-    ``coredns/``, ``report.json``. Paths are relative, POSIX, without leading slashes."""
-    files: dict[str, str] = {}
-    commands: list[str] = []
-    entries: list[dict] = []
-    rows: list[str] = ["| workload | risk | recommended | alternatives |", "|---|---|---|---|"]
-    for x in audits:
-        rep = x.report
-        if rep["risk"] == "safe":
-            continue
-        rows.append(
-            f"| {rep['namespace']}/{rep['kind']}/{rep['name']} | {rep['risk']} | {rep['remediation']['recommended']} | "
-            f"{', '.join(rep['remediation']['alternatives']) or '-'} |"
-        )
-        dns = next((r for r in x.remedies if r.kind == "dnsConfig" and r.usable), None)
-        if dns is None or x.workload is None:
-            continue
-        w = x.workload
-        fname = patches.patch_file_name(w)
-        ns = w.namespace or "default"
-        files[f"patches/{ns}/{fname}"] = dns.patch_yaml
-        commands.append(dns.kubectl)
-        kpath = f"patches/{ns}-{fname}"
-        files[f"kustomize/{kpath}"] = dns.patch_yaml
-        entries.append(patches.kustomize_patch_entry(w, kpath))
-    if commands:
-        files["patches/commands.sh"] = "#!/bin/sh\nset -e\n" + "\n".join(commands) + "\n"
-        files["kustomize/kustomization.yaml"] = (
-            "# Add the manifests (or bases) that define these workloads under resources:\n"
-            + patches.dump_yaml(patches.kustomization(entries, resources=[]))
-        )
+    """Files of the remediation bundle (:mod:`dnsaudit.core.bundle`, the layout the export ships too) plus
+    ``report.json``. Paths are relative, POSIX, without leading slashes."""
+    from dnsaudit.core import bundle
+
     cluster = cluster_remediation(audits, ctx)
-    for art in cluster["artifacts"]:
-        files.update(art["files"])
-    s = cluster["summary"]
-    files["README.md"] = _README.format(
-        cluster=cluster_name,
-        n=len(audits),
-        affected=s["affected"],
-        at_risk=s["at-risk"],
-        unknown=s["unknown"],
-        safe=s["safe"],
-        table="\n".join(rows) if len(rows) > 2 else "Nothing to fix: every workload is safe.",
+    files = bundle.build_files(
+        cluster_name,
+        [(x.report, [r.to_dict() for r in x.remedies]) for x in audits],
+        cluster["artifacts"],
+        summary=cluster["summary"],
     )
     files["report.json"] = json.dumps({"workloads": [x.report for x in audits]}, indent=2) + "\n"
     return files

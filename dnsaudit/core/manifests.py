@@ -30,6 +30,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from dnsaudit.core import patches
 from dnsaudit.core.audit import AuditContext, WorkloadAudit, audit_workloads
 from dnsaudit.core.model import Answer, Container, KubeletDNS, LibcVerdict, NodePool, ProbeResult, Workload
 from dnsaudit.core.patches import POD_SPEC_PATHS
@@ -347,8 +348,51 @@ SARIF_RULES = {
 }
 
 
+def workload_patch(audit: WorkloadAudit) -> tuple[str, dict] | None:
+    """``(path, patch document)`` of the workload patch that fixes ``audit``'s workload by itself (its checked
+    dnsConfig fix), ``path`` being ``<ns>/<kind>-<name>.yaml`` as under the bundle's ``patches/``; None when
+    the workload is safe or has no checked workload patch."""
+    if audit.report["risk"] == "safe":
+        return None
+    rem = next((r for r in audit.remedies if r.kind == "dnsConfig" and r.usable), None)
+    if rem is None or audit.workload is None:
+        return None
+    w = audit.workload
+    doc = patches.workload_patch_document(w, rem.dns_policy or "None", rem.dns_config)
+    return patches.patch_path_for(w.namespace, w.kind, w.name), doc
+
+
+def reports_with_patches(result: Result) -> list[dict]:
+    """The reports, each non-safe one's ``remediation`` carrying its workload ``patch`` (schema: optional)."""
+    out = []
+    for audit, _ in result.audits:
+        report = audit.report
+        found = workload_patch(audit)
+        if found is not None:
+            report = {**report, "remediation": {**report["remediation"], "patch": found[1]}}
+        out.append(report)
+    return out
+
+
+def write_patches(result: Result, folder: str) -> list[str]:
+    """Write each affected/at-risk/unknown workload's patch under ``folder`` (the bundle's file names:
+    ``<ns>/<kind>-<name>.yaml``); the paths written, relative to ``folder``."""
+    root = Path(folder)
+    written: list[str] = []
+    for audit, _ in result.audits:
+        found = workload_patch(audit)
+        if found is None:
+            continue
+        rel, doc = found
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(patches.dump_yaml(doc), encoding="utf-8")
+        written.append(rel)
+    return written
+
+
 def to_json(result: Result) -> str:
-    return json.dumps({"workloads": result.reports}, indent=2) + "\n"
+    return json.dumps({"workloads": reports_with_patches(result)}, indent=2) + "\n"
 
 
 def _uri(path: str) -> str:
@@ -390,8 +434,34 @@ def to_sarif(result: Result) -> str:
         text = f"{r['kind']} {r['namespace']}/{r['name']} is {r['risk']}: " + " ".join(r["reasons"])
         if rec != "none":
             text += f" Recommended fix: {rec}."
+        fixes = []
+        found = workload_patch(audit)
+        if found is not None:
+            rel, doc = found
+            fixes.append(
+                {
+                    "description": {
+                        "text": (
+                            "Workload patch (dnsPolicy None and a full dnsConfig), as written by --write-patches: "
+                            "apply with kubectl patch --type strategic --patch-file, or as a kustomize patch."
+                        )
+                    },
+                    "artifactChanges": [
+                        {
+                            "artifactLocation": {"uri": f"dnsaudit-patches/{rel}"},
+                            "replacements": [
+                                {
+                                    "deletedRegion": {"charOffset": 0, "charLength": 0},
+                                    "insertedContent": {"text": patches.dump_yaml(doc)},
+                                }
+                            ],
+                        }
+                    ],
+                }
+            )
         results.append(
             {
+                **({"fixes": fixes} if fixes else {}),
                 "ruleId": rid,
                 "level": level,
                 "message": {"text": text},
@@ -460,6 +530,7 @@ def to_table(result: Result, out: TextIO, *, rich_terminal: bool = False) -> Non
             f"{r['namespace']}/{r['kind']}/{r['name']}",
             ", ".join(
                 f"{c['libc']}{' ' + c['musl_version'] if c.get('musl_version') else ''}"
+                + ("*" if c.get("musl_version") and c.get("confidence") == "inferred" else "")
                 for c in r["containers"]
             ),
             r["remediation"]["recommended"],
@@ -481,6 +552,15 @@ def to_table(result: Result, out: TextIO, *, rich_terminal: bool = False) -> Non
         out.write("  ".join(h.ljust(widths[i]) for i, h in enumerate(headers)).rstrip() + "\n")
         for row in rows:
             out.write("  ".join(v.ljust(widths[i]) for i, v in enumerate(row)).rstrip() + "\n")
+    if any(
+        c.get("musl_version") and c.get("confidence") == "inferred"
+        for r in result.reports
+        for c in r["containers"]
+    ):
+        out.write(
+            "* musl version inferred from the image reference (tag), not read from the image: "
+            "--inspect-images reads it.\n"
+        )
     for r in result.reports:
         if r["risk"] == "safe":
             continue

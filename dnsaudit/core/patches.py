@@ -19,6 +19,7 @@ Contracts:
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
 import shlex
@@ -52,7 +53,20 @@ KUBELET_CONFIG_PATH = "/var/lib/kubelet/config.yaml"
 
 
 #: libyaml's emitter when PyYAML was built with it (10x faster; same output for our plain data).
-_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_BaseDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _Dumper(_BaseDumper):  # type: ignore[misc,valid-type]
+    """``safe_dump`` rules, with multi-line strings as literal blocks (``|``) so files read as written."""
+
+
+def _str_representer(dumper: Any, data: str) -> Any:
+    if "\n" in data:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data)
+
+
+_Dumper.add_representer(str, _str_representer)
 
 
 def dump_yaml(obj: Any) -> str:
@@ -77,7 +91,46 @@ def _dump_cached(key: str) -> str:
 
 
 def dump_yaml_all(objs: list[Any]) -> str:
-    return yaml.safe_dump_all(objs, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return yaml.dump_all(objs, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+# --- names from a cluster are data ------------------------------------------------------------------
+
+_SAFE_PART = re.compile(r"[^A-Za-z0-9._-]+")
+_COMMENT_UNSAFE = re.compile(r"[^A-Za-z0-9 ._,:;/@+=()\[\]-]")
+
+
+def safe_part(text: str) -> str:
+    """One file-name segment for a cluster string (namespace, kind, name, pool).
+
+    Kubernetes names are already safe and come back unchanged; anything else (a hostile owner reference,
+    a name with ``/``, ``..``, newlines, quotes) is reduced to ``[A-Za-z0-9._-]`` and given a short hash of
+    the original, so two different hostile names never share a file.
+    """
+    cleaned = _SAFE_PART.sub("_", text).strip("._")[:100]
+    if cleaned == text and cleaned:
+        return cleaned
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{cleaned or 'unnamed'}-{digest}"
+
+
+def shell_comment(text: str) -> str:
+    """``text`` made fit for a ``#`` comment line: one line, nothing but plain printable characters
+    (every other character becomes ``?``). Comments never hold a raw cluster string."""
+    return _COMMENT_UNSAFE.sub("?", text)[:200]
+
+
+def heredoc(command: str, body: str) -> str:
+    """``command <<'DELIM'`` + ``body`` + ``DELIM``: a quoted here-document (no expansion at all) whose
+    delimiter does not occur as a line of ``body``."""
+    delim = "DNSAUDIT_EOF"
+    lines = set(body.splitlines())
+    n = 0
+    while delim in lines:
+        n += 1
+        delim = f"DNSAUDIT_EOF_{n}"
+    text = body if body.endswith("\n") else body + "\n"
+    return f"{command} <<'{delim}'\n{text}{delim}"
 
 
 def dns_fields(dns_policy: str, dns_config: dict | None) -> dict:
@@ -133,21 +186,29 @@ def kubectl_patch_command(w: Workload, patch: dict) -> str:
         local = shlex.join(
             ["kubectl", "patch", "--local", "-f", "-", "--type", "strategic", "-p", payload, "-o", "yaml"]
         )
-        note = (
-            f"# {w.kind} DNS fields are immutable: this deletes and recreates {w.kind.lower()} {w.name}"
-            + (
-                " (a Job with a generated selector may need the manifest fixed and re-applied instead)"
-                if w.kind == "Job"
-                else ""
-            )
+        # The comment names no cluster string (names are data: they only appear shell-quoted).
+        note = "# The DNS fields of this object are immutable: this deletes and recreates it" + (
+            " (a Job with a generated selector may need the manifest fixed and re-applied instead)"
+            if w.kind == "Job"
+            else ""
         )
         return f"{note}\n{get} | {local} | kubectl replace --force -f -"
     return shlex.join(["kubectl", "patch", resource, w.name, *ns, "--type", "strategic", "-p", payload])
 
 
 def patch_file_name(w: Workload) -> str:
-    """``<kind>-<name>.yaml`` in lower case (the bundle puts it under ``patches/<ns>/``)."""
-    return f"{w.kind.lower()}-{w.name}.yaml"
+    """``<kind>-<name>.yaml`` (kind in lower case; the bundle puts it under ``patches/<ns>/``)."""
+    return patch_file_for(w.kind, w.name)
+
+
+def patch_file_for(kind: str, name: str) -> str:
+    return f"{safe_part(kind.lower())}-{safe_part(name)}.yaml"
+
+
+def patch_path_for(namespace: str, kind: str, name: str) -> str:
+    """``<ns>/<kind>-<name>.yaml``: where a workload's patch lives under ``patches/`` in the bundle and
+    under ``audit-manifests --write-patches DIR``."""
+    return f"{safe_part(namespace or 'default')}/{patch_file_for(kind, name)}"
 
 
 def kustomize_patch_entry(w: Workload, path: str) -> dict:
@@ -163,11 +224,167 @@ def kustomize_patch_entry(w: Workload, path: str) -> dict:
 
 
 def kustomization(entries: list[dict], resources: list[str] | None = None) -> dict:
+    """A Kustomization built as data (dump it with :func:`dump_yaml`, never by string formatting)."""
     out: dict[str, Any] = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"}
-    if resources:
+    if resources is not None:
         out["resources"] = resources
     out["patches"] = entries
     return out
+
+
+def target_of(doc: dict) -> dict:
+    """A kustomize patch ``target`` for a patch document (its apiVersion, kind, name, namespace)."""
+    group, _, version = str(doc.get("apiVersion") or "").rpartition("/")
+    meta = doc.get("metadata") or {}
+    target: dict[str, Any] = {}
+    if group:
+        target["group"] = group
+    target["version"] = version
+    target["kind"] = str(doc.get("kind") or "")
+    target["name"] = str(meta.get("name") or "")
+    if meta.get("namespace"):
+        target["namespace"] = str(meta["namespace"])
+    return target
+
+
+# --- shell commands from patch documents (data in, quoted words out) -------------------------------
+
+
+def _doc_identity(doc: dict) -> tuple[str, str, str]:
+    meta = doc.get("metadata") or {}
+    return str(doc.get("kind") or ""), str(meta.get("name") or ""), str(meta.get("namespace") or "")
+
+
+def patch_file_command(doc: dict, path: str) -> str:
+    """The kubectl command(s) applying the strategic-merge patch document ``doc`` stored at ``path``.
+
+    Mutable kinds: ``kubectl patch``; a Pod or Job is read, patched locally and replaced (recreated)."""
+    kind, name, namespace = _doc_identity(doc)
+    resource = KUBECTL_RESOURCE.get(kind, kind.lower())
+    ns = ["-n", namespace] if namespace else []
+    if kind in IMMUTABLE_KINDS:
+        get = shlex.join(["kubectl", "get", resource, name, *ns, "-o", "yaml"])
+        local = shlex.join(
+            [
+                "kubectl",
+                "patch",
+                "--local",
+                "-f",
+                "-",
+                "--type",
+                "strategic",
+                "--patch-file",
+                path,
+                "-o",
+                "yaml",
+            ]
+        )
+        return f"{get} | {local} | kubectl replace --force -f -"
+    return shlex.join(["kubectl", "patch", resource, name, *ns, "--type", "strategic", "--patch-file", path])
+
+
+def patch_inline_command(doc: dict) -> str:
+    """Like :func:`patch_file_command` with the patch inline (``-p '<json>'``): a self-contained command."""
+    kind, name, namespace = _doc_identity(doc)
+    body = {k: v for k, v in doc.items() if k not in ("apiVersion", "kind", "metadata")}
+    if kind == "Pod" and "labels" in (doc.get("metadata") or {}):
+        body["metadata"] = {"labels": doc["metadata"]["labels"]}
+    payload = json.dumps(body, separators=(",", ":"), sort_keys=False)
+    resource = KUBECTL_RESOURCE.get(kind, kind.lower())
+    ns = ["-n", namespace] if namespace else []
+    if kind in IMMUTABLE_KINDS:
+        get = shlex.join(["kubectl", "get", resource, name, *ns, "-o", "yaml"])
+        local = shlex.join(
+            ["kubectl", "patch", "--local", "-f", "-", "--type", "strategic", "-p", payload, "-o", "yaml"]
+        )
+        return f"{get} | {local} | kubectl replace --force -f -"
+    return shlex.join(["kubectl", "patch", resource, name, *ns, "--type", "strategic", "-p", payload])
+
+
+def load_patch_document(text: str) -> dict | None:
+    """A stored patch YAML as a document with a workload identity, or None when it is not one."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    kind, name, _ = _doc_identity(doc)
+    if not kind or not name or not isinstance(doc.get("apiVersion"), str):
+        return None
+    return doc
+
+
+API_VERSION_GUESS = {"Pod": "v1", "Job": "batch/v1", "CronJob": "batch/v1"}
+
+
+def complete_patch_document(text: str, identity: dict | None = None) -> dict | None:
+    """A stored workload patch YAML as a full patch document; ``apiVersion``/``kind``/``metadata`` missing
+    from it (rows stored by older versions) are taken from ``identity`` (a report: namespace, kind, name).
+    None when the text holds no ``spec`` patch."""
+    identity = identity or {}
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("spec"), dict):
+        return None
+    kind = str(doc.get("kind") or identity.get("kind") or "")
+    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    namespace = meta.get("namespace") or identity.get("namespace")
+    out = {
+        "apiVersion": str(doc.get("apiVersion") or API_VERSION_GUESS.get(kind, "apps/v1")),
+        "kind": kind,
+        "metadata": {
+            "name": str(meta.get("name") or identity.get("name") or ""),
+            **({"namespace": str(namespace)} if namespace else {}),
+            **({"labels": meta["labels"]} if isinstance(meta.get("labels"), dict) else {}),
+        },
+        **{k: v for k, v in doc.items() if k not in ("apiVersion", "kind", "metadata")},
+    }
+    return out if out["kind"] and out["metadata"]["name"] else None
+
+
+def remedy_script(rem: dict, identity: dict | None = None) -> str | None:
+    """A standalone ``.sh`` for one stored remediation (``Remedy.to_dict()``), or None when it has none.
+
+    Built from the remediation's *data* (its patch document, policy, ConfigMap), never from stored command
+    text: every cluster string is a shell-quoted word or inside a quoted here-document, and comments hold
+    only fixed text. ``dnsConfig``: the patch inline; ``kyverno``: the policy, then the workload's label;
+    ``coredns`` (k3s form): the ConfigMap, then a CoreDNS restart.
+    """
+    kind = rem.get("kind")
+    files = rem.get("extra_files") or {}
+    lines: list[str] = []
+    if kind == "dnsConfig":
+        doc = complete_patch_document(rem.get("patch_yaml") or "", identity)
+        if doc is None:
+            return None
+        lines.append("# Sets dnsPolicy None and a full dnsConfig on the workload (a rollout follows).")
+        if doc.get("kind") in IMMUTABLE_KINDS:
+            lines.append("# The DNS fields of this object are immutable: this deletes and recreates it.")
+        lines.append(patch_inline_command(doc))
+    elif kind == "kyverno":
+        policy = files.get(KYVERNO_POLICY_FILE) or rem.get("patch_yaml") or ""
+        if not policy:
+            return None
+        lines.append("# The ClusterPolicy, then the label that puts the workload in its scope.")
+        lines.append(heredoc("kubectl apply -f -", policy))
+        for path, text in sorted(files.items()):
+            if path.startswith("kyverno/labels/"):
+                doc = load_patch_document(text)
+                if doc is not None:
+                    lines.append(patch_inline_command(doc))
+    elif kind == "coredns":
+        cm = files.get("coredns/k3s-coredns-custom.yaml")
+        if not cm or "k3s" not in (rem.get("kubectl") or ""):
+            return None
+        lines.append("# k3s: the coredns-custom ConfigMap, then CoreDNS restarted to read it.")
+        lines.append(heredoc("kubectl apply -f -", cm))
+        lines.append("kubectl -n kube-system rollout restart deployment coredns")
+    else:
+        return None
+    return "#!/bin/sh\n# Generated by dnsaudit.\nset -eu\n" + "\n".join(lines) + "\n"
 
 
 # --- dnsConfig in API shape ------------------------------------------------------------------------
@@ -241,27 +458,16 @@ def cloud_init(
 # --- Kyverno -----------------------------------------------------------------------------------------
 
 
-def image_patterns(images: list[str]) -> list[str]:
-    """Kyverno wildcard patterns for the given image references: the repository with any tag/digest.
+#: The label the bundle puts on the pod template of each workload the Kyverno policy is for.
+KYVERNO_LABEL = ("dnsaudit.io/musl-dns", "cluster-only")
+KYVERNO_POLICY_NAME = "dnsaudit-musl-dns-config"
+KYVERNO_POLICY_FILE = "kyverno/clusterpolicy.yaml"
 
-    ``docker.io/library/alpine:3.16`` and ``alpine:3.16`` both give ``alpine*`` and ``*/alpine*``;
-    ``ghcr.io/acme/api:1.2-alpine`` gives ``ghcr.io/acme/api*``. Sorted, without duplicates.
-    """
-    out: set[str] = set()
-    for ref in images:
-        name = ref.split("@", 1)[0]
-        last = name.rsplit("/", 1)[-1]
-        if ":" in last:
-            name = name.rsplit(":", 1)[0]
-        for prefix in ("docker.io/library/", "index.docker.io/library/", "library/"):
-            if name.startswith(prefix):
-                name = name[len(prefix) :]
-        if "/" not in name:
-            out.add(f"{name}*")
-            out.add(f"*/{name}*")
-        else:
-            out.add(f"{name}*")
-    return sorted(out)
+
+def exact_images(images: list[str]) -> list[str]:
+    """The image references as Pods carry them in ``spec.containers[].image`` (sorted, unique, no wildcard:
+    a reference the scan judged musl, tag or digest as written in the pod template)."""
+    return sorted({i for i in images if i and "*" not in i and "?" not in i})
 
 
 def kyverno_policy(
@@ -269,16 +475,20 @@ def kyverno_policy(
     cluster_domain: str,
     images: list[str],
     *,
-    label: tuple[str, str] | None = None,
-    name: str = "dnsaudit-musl-dns-config",
+    label: tuple[str, str] = KYVERNO_LABEL,
+    name: str = KYVERNO_POLICY_NAME,
 ) -> dict:
     """A Kyverno ClusterPolicy that gives new musl Pods a full dnsConfig with dnsPolicy None.
 
-    Scope: Pods at CREATE whose containers use one of ``images`` (wildcards) — or, when ``label`` is
-    given, Pods carrying that label. kube-system and hostNetwork Pods are excluded, as are Pods that
-    already chose a dnsPolicy other than ClusterFirst. Searches are built from ``{{request.namespace}}``
-    (reliable at admission; ``metadata.namespace`` of a Pod created by a controller can be empty).
+    Scope (all must hold): a Pod at CREATE, carrying ``label`` (which the bundle puts on the pod template of
+    exactly the workloads the scan found needing it), one of whose containers or init containers runs one of
+    ``images`` — the exact references the scan judged musl (never a wildcard, so a glibc or static image
+    cannot match) — not hostNetwork, with dnsPolicy ClusterFirst (unset counts as ClusterFirst: ``None``,
+    ``Default`` and ``ClusterFirstWithHostNet`` Pods are left alone), outside kube-system. Searches are built
+    from ``{{request.namespace}}`` (reliable at admission; a controller's Pod may have no
+    ``metadata.namespace`` yet).
     """
+    refs = exact_images(images)
     searches = [f"{{{{request.namespace}}}}.svc.{cluster_domain}", f"svc.{cluster_domain}", cluster_domain]
     preconditions: dict[str, list[dict]] = {
         "all": [
@@ -288,24 +498,21 @@ def kyverno_policy(
                 "operator": "Equals",
                 "value": "ClusterFirst",
             },
-        ]
-    }
-    if label is None:
-        preconditions["any"] = [
-            {
-                "key": "{{ request.object.spec.containers[].image }}",
-                "operator": "AnyIn",
-                "value": image_patterns(images),
-            },
+        ],
+        "any": [
+            {"key": "{{ request.object.spec.containers[].image }}", "operator": "AnyIn", "value": refs},
             {
                 "key": "{{ request.object.spec.initContainers[].image || `[]` }}",
                 "operator": "AnyIn",
-                "value": image_patterns(images),
+                "value": refs,
             },
-        ]
-    match_res: dict[str, Any] = {"kinds": ["Pod"], "operations": ["CREATE"]}
-    if label is not None:
-        match_res["selector"] = {"matchLabels": {label[0]: label[1]}}
+        ],
+    }
+    match_res: dict[str, Any] = {
+        "kinds": ["Pod"],
+        "operations": ["CREATE"],
+        "selector": {"matchLabels": {label[0]: label[1]}},
+    }
     return {
         "apiVersion": "kyverno.io/v1",
         "kind": "ClusterPolicy",
@@ -315,8 +522,9 @@ def kyverno_policy(
                 "policies.kyverno.io/title": "Full dnsConfig for musl (Alpine) Pods",
                 "policies.kyverno.io/description": (
                     "musl stops the DNS search at the first answer that is not NXDOMAIN. This policy gives "
-                    "matching new Pods dnsPolicy None with only the cluster search domains, so the node's "
-                    "extra search domains are not inherited. Generated by dnsaudit."
+                    f"new Pods labelled {label[0]}={label[1]} that run an image dnsaudit found to use musl "
+                    "dnsPolicy None with only the cluster search domains, so the node's extra search domains "
+                    "are not inherited. Generated by dnsaudit."
                 ),
             },
         },
@@ -346,7 +554,36 @@ def kyverno_policy(
     }
 
 
+def label_patch_document(w: Workload, label: tuple[str, str] = KYVERNO_LABEL) -> dict:
+    """The strategic-merge patch adding ``label`` to the Pods of ``w`` (its pod template's labels; a bare
+    Pod's own labels). Changing the template rolls the Pods, and the new ones pass the Kyverno policy."""
+    path = pod_spec_path(w)
+    meta: dict[str, Any] = {"name": w.name}
+    if w.namespace:
+        meta["namespace"] = w.namespace
+    labels = {label[0]: label[1]}
+    doc: dict[str, Any] = {"apiVersion": w.api_version, "kind": w.kind, "metadata": meta}
+    if path == ("spec",):  # a bare Pod: its own labels
+        doc["metadata"] = {**meta, "labels": labels}
+        return doc
+    template_path = path[:-1]  # ... .template
+    return {**doc, **nest((*template_path, "metadata"), {"labels": labels})}
+
+
 # --- CoreDNS -----------------------------------------------------------------------------------------
+
+
+_ZONE_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+
+
+def is_dns_zone(zone: str) -> bool:
+    """Whether ``zone`` (trailing dot allowed) is a DNS name fit for a Corefile: labels of letters, digits,
+    ``-`` and ``_`` (1-63 characters, no leading/trailing hyphen), 253 characters at most. A search domain
+    read from a cluster that is anything else (quotes, braces, spaces, newlines) is refused."""
+    z = zone[:-1] if zone.endswith(".") else zone
+    if not z or len(z) > 253:
+        return False
+    return all(_ZONE_LABEL.match(label) for label in z.split("."))
 
 
 def coredns_template(zone: str) -> str:
@@ -354,7 +591,10 @@ def coredns_template(zone: str) -> str:
 
     The ``match`` regex requires at least two labels before the zone (``example.com.<zone>.``), so a
     single-label name such as ``node-1.<zone>`` still falls through to the next plugin (``forward``).
+    ValueError when ``zone`` is not a DNS name (:func:`is_dns_zone`).
     """
+    if not is_dns_zone(zone):
+        raise ValueError(f"not a DNS name, refused in a Corefile: {zone!r}")
     z = zone.strip(".")
     regex = r"^([^.]+\.){2,}" + re.escape(z).replace(r"\-", "-") + r"\.$"
     return (
@@ -373,7 +613,7 @@ def coredns_custom_configmap(zones: list[str]) -> dict:
     k3s imports ``/etc/coredns/custom/*.override`` inside its ``.:53`` server block, and rewrites its own
     ``coredns`` ConfigMap on restart, so customisations belong here.
     """
-    data = {f"dnsaudit-{z.strip('.')}.override": coredns_template(z) for z in zones}
+    data = {f"dnsaudit-{z.strip('.')}.override": coredns_template(z) for z in zones if is_dns_zone(z)}
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -393,6 +633,7 @@ def corefile_with_templates(corefile: str, zones: list[str]) -> str | None:
             indent = line[: len(line) - len(line.lstrip())]
             block: list[str] = []
             for z in zones:
-                block += [indent + t if t else t for t in coredns_template(z).splitlines()]
+                if is_dns_zone(z):
+                    block += [indent + t if t else t for t in coredns_template(z).splitlines()]
             return "\n".join([*lines[:i], *block, *lines[i:]]) + "\n"
     return None

@@ -437,6 +437,8 @@ def kyverno_remedy(d: Diagnosis, simulate: Simulate, *, installed: bool) -> Reme
         return None
     images = d.musl_images or [c.image for c in w.containers]
     policy = patches.kyverno_policy(list(kubelet.cluster_dns), kubelet.cluster_domain, images)
+    label_doc = patches.label_patch_document(w)
+    label_path = "kyverno/labels/" + patches.patch_path_for(w.namespace, w.kind, w.name)
     # What the policy does to this pod: the same as the cluster-only dnsConfig for its namespace.
     cfg = {
         "nameservers": list(kubelet.cluster_dns[:3]),
@@ -452,7 +454,9 @@ def kyverno_remedy(d: Diagnosis, simulate: Simulate, *, installed: bool) -> Reme
         )
         + " It becomes part of the Pod creation path (its webhook's failurePolicy decides what happens when it is down).",
         "Only Pods created after the policy are changed: restart the affected workloads.",
-        "Scoped by image pattern: a renamed or new musl image is missed; scope by a label instead for precision.",
+        f"Scoped by the label {patches.KYVERNO_LABEL[0]}={patches.KYVERNO_LABEL[1]} (added to this workload's "
+        "pod template, which rolls it) AND the exact image references judged musl: a new musl workload or a "
+        "rebuilt image needs the label and a regenerated policy.",
         "kube-system and hostNetwork Pods are excluded; Pods that chose another dnsPolicy are left alone.",
         "It repeats the cluster DNS IP and domain in the policy.",
     ]
@@ -460,14 +464,20 @@ def kyverno_remedy(d: Diagnosis, simulate: Simulate, *, installed: bool) -> Reme
         kind="kyverno",
         title="Mutate new musl Pods with a Kyverno ClusterPolicy",
         why=(
-            "A mutating ClusterPolicy gives new Pods of the affected musl images dnsPolicy None with the cluster DNS "
-            "and their own namespace's search domains (from {{request.namespace}}): no per-workload edits and no "
-            "node changes."
+            "A mutating ClusterPolicy gives new Pods of this workload (labelled for it, running an image judged "
+            "musl) dnsPolicy None with the cluster DNS and their own namespace's search domains (from "
+            "{{request.namespace}}): one label per workload, no node changes."
         ),
         tradeoffs=tradeoffs,
         patch_yaml=patches.dump_yaml(policy),
-        kubectl="kubectl apply -f kyverno/clusterpolicy.yaml",
-        extra_files={"kyverno/clusterpolicy.yaml": patches.dump_yaml(policy)},
+        kubectl=(
+            f"kubectl apply -f {patches.KYVERNO_POLICY_FILE}\n"
+            + patches.patch_file_command(label_doc, label_path)
+        ),
+        extra_files={
+            patches.KYVERNO_POLICY_FILE: patches.dump_yaml(policy),
+            label_path: patches.dump_yaml(label_doc),
+        },
         problems=problems,
         checked=True,
     )
@@ -477,7 +487,7 @@ def coredns_remedy(
     d: Diagnosis, simulate: Simulate, *, variant: str = "", corefile: str = ""
 ) -> Remedy | None:
     """A CoreDNS ``template`` answering NXDOMAIN for the offending zones; None when no zone applies."""
-    zones = [z for z in d.bad_zones if z not in (".", "")]
+    zones = [z for z in d.bad_zones if z not in (".", "") and patches.is_dns_zone(z)]
     if not zones or d.pod.dns_type != "cluster":
         return None
     text = render_resolv_conf(d.pod.conf)

@@ -58,6 +58,10 @@ class ReportRemediation(TypedDict):
     recommended: Recommended
     alternatives: list[RemedyKind]
     why: str
+    #: ``audit-manifests --format json`` only: the workload patch (strategic merge, with apiVersion, kind and
+    #: metadata) that fixes this workload by itself — the recommended fix when ``recommended`` is
+    #: ``dnsConfig``, else the per-workload alternative to the recommended cluster-level fix.
+    patch: NotRequired[dict[str, Any]]
 
 
 class DnsConfigOption(TypedDict):

@@ -130,3 +130,62 @@ def kubectl() -> str:
 
 def run(args: list[str], *, stdin: str | None = None, cwd: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(args, input=stdin, capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def demo_cluster(spec) -> tuple[list, AuditContext]:
+    """``(audits, ctx)`` of every workload object of a demo cluster spec, audited without a cluster or a
+    database, as ``tests/web/factories.demo_audits`` does: one pool per spec pool (node file entered), the
+    spec's upstream answers as probes, libc inferred from the references, the spec's CoreDNS form."""
+    from dnsaudit.core.audit import audit_workloads
+    from dnsaudit.core.manifests import ANSWERS, workload_from_object
+
+    pools = {
+        p.name: NodePool(
+            name=p.name,
+            kubelet=KubeletDNS(
+                cluster_dns=tuple(p.cluster_dns),
+                cluster_domain=p.cluster_domain,
+                resolv_conf=p.resolv_conf_path,
+                version=p.info.kubelet_version,
+            ),
+            node_resolv_conf=p.node_resolv_conf,
+            nodes=list(p.nodes),
+            node_resolv_conf_source="entered",
+            node_resolv_conf_evidence=["entered by the test"],
+        )
+        for p in spec.pools
+    }
+    probes = [
+        ProbeResult(
+            domain=domain,
+            probe_name="example.com",
+            qname=f"example.com.{domain}",
+            server=spec.cluster_dns[0],
+            a=ANSWERS[answer],
+            aaaa=ANSWERS[answer],
+        )
+        for domain, answer in spec.upstream.items()
+    ]
+    ctx = AuditContext(
+        pools=pools,
+        default_pool=spec.pools[0].name,
+        probes=probes,
+        kyverno_installed=spec.kyverno,
+        coredns={
+            "variant": "k3s" if spec.distribution == "k3s" else "kubeadm",
+            "corefile": next(
+                (
+                    obj["data"].get("Corefile", "")
+                    for obj in spec.objects
+                    if obj.get("kind") == "ConfigMap"
+                    and obj["metadata"].get("namespace") == "kube-system"
+                    and obj["metadata"].get("name") == "coredns"
+                ),
+                "",
+            ),
+        },
+    )
+    # Top owners only, as the inventory reports them (a Pod of a ReplicaSet is its Deployment's finding).
+    tops = [obj for obj in spec.objects if not (obj.get("metadata") or {}).get("ownerReferences")]
+    workloads = [w for w in (workload_from_object(obj) for obj in tops) if w is not None]
+    return audit_workloads(workloads, ctx), ctx

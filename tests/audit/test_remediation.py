@@ -216,11 +216,13 @@ def test_kyverno_policy_is_scoped_and_its_mutation_fixes_the_pod(tmp_path):
     rule = pol["spec"]["rules"][0]
     res = rule["match"]["any"][0]["resources"]
     assert res["kinds"] == ["Pod"] and res["operations"] == ["CREATE"]
+    assert res["selector"] == {"matchLabels": {"dnsaudit.io/musl-dns": "cluster-only"}}
     assert rule["exclude"]["any"][0]["resources"]["namespaces"] == ["kube-system"]
     assert any("hostNetwork" in c["key"] for c in rule["preconditions"]["all"])
     images = rule["preconditions"]["any"][0]["value"]
-    assert "alpine*" in images and "*/alpine*" in images
-    assert all(re.fullmatch(p.replace("*", ".*"), "debian:12") is None for p in images)
+    assert images == ["alpine:3.16"]  # the exact reference judged musl, no wildcard
+    label = yaml.safe_load(r.extra_files["kyverno/labels/shop/deployment-web.yaml"])
+    assert label["spec"]["template"]["metadata"]["labels"] == {"dnsaudit.io/musl-dns": "cluster-only"}
     mutation = rule["mutate"]["patchStrategicMerge"]
     cfg = mutation["spec"]["dnsConfig"]
     assert cfg["searches"][0] == "{{request.namespace}}.svc.cluster.local"

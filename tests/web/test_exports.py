@@ -37,7 +37,8 @@ def test_kubectl_download_is_a_shell_script_with_the_command(operator, report):
         reverse("clusters:workload_kubectl", args=[report.cluster.name, w.pk, 0])
     ).content.decode()
     assert body.startswith("#!/bin/sh")
-    assert f"kubectl -n {w.namespace} patch deployment {w.name}" in body
+    # Rebuilt from the stored patch (data), the names as shell words.
+    assert f"kubectl patch deployment {w.name} -n {w.namespace} --type strategic -p " in body
 
 
 def test_patch_of_missing_remediation_or_other_cluster_is_404(operator, report):
@@ -71,24 +72,24 @@ def test_bundle_zip_has_readme_patches_kustomize_and_cluster_files(operator, clu
     names = set(zf.namelist())
     assert zf.testzip() is None
     readme = zf.read("README.md").decode()
-    for heading in ("What each file is", "In which order to apply", "How to verify", "Rescan"):
+    for heading in ("Layout", "Order to apply", "How to verify", "Rescan", "verify.sh"):
         assert heading in readme
     fixable = scan.workloads.exclude(recommended="none")
     assert fixable.count() > 0
+    apply = zf.read("apply-dnsconfig.sh").decode()
     for w in fixable:
-        folder = f"workloads/{w.namespace}/{w.kind.lower()}-{w.name}"
-        assert f"{folder}/dnsConfig.patch.yaml" in names
-        assert f"{folder}/dnsConfig.kubectl.sh" in names
-        assert f"{folder}/kubelet.resolv.conf" in names  # the alternative's extra file
+        path = f"patches/{w.namespace}/{w.kind.lower()}-{w.name}.yaml"
+        assert path in names and f"--patch-file {path}" in apply  # each workload once
+        assert apply.count(f" {w.name} ") == 1
         assert f"{w.namespace}/{w.kind}/{w.name}" in readme
     for w in scan.workloads.filter(recommended="none"):
-        assert not any(n.startswith(f"workloads/{w.namespace}/{w.kind.lower()}-{w.name}/") for n in names)
-    kustomization = yaml.safe_load(zf.read("kustomize/ns-0/kustomization.yaml"))
+        assert not any(w.name in n for n in names)
+    kustomization = yaml.safe_load(zf.read("patches/kustomization.yaml"))
     assert kustomization["kind"] == "Kustomization"
     for entry in kustomization["patches"]:
         # Paths are relative to the kustomization file and point at files in the bundle.
-        assert entry["path"].removeprefix("../../") in names
-    assert "cluster/README.md" in names and "cluster/kyverno-clusterpolicy.yaml" in names
+        assert f"patches/{entry['path']}" in names
+    assert {"verify.sh", "kyverno-clusterpolicy.yaml", "kubelet-resolv.conf"} <= names
     report = json.loads(zf.read("report.json"))
     assert len(report["workloads"]) == 10
 

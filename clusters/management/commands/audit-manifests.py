@@ -2,7 +2,11 @@
 
     manage.py audit-manifests PATH... [--node-resolv-conf FILE] [--cluster-dns IP]
         [--cluster-domain DOMAIN] [--kubelet-version V] [--domain-answer DOMAIN=ANSWER]... [--inspect-images]
-        [--format table|json|sarif] [--fail-on affected|at-risk|never]
+        [--format table|json|sarif] [--fail-on affected|at-risk|never] [--write-patches DIR]
+
+``--write-patches DIR`` writes each flagged workload's patch (dnsPolicy None + full dnsConfig) as
+``DIR/<namespace>/<kind>-<name>.yaml``, the file names of the bundle's ``patches/``; ``--format json`` carries
+the same patch as ``remediation.patch``. A run that finds no workload says so on stderr.
 
 PATHs are YAML/JSON files or folders (searched recursively for *.yaml, *.yml, *.json). Without
 ``--node-resolv-conf`` the node is assumed to add no search domain (said in every non-safe verdict).
@@ -84,6 +88,11 @@ class Command(BaseCommand):
         parser.add_argument("--platform", default="linux/amd64", help="image platform for --inspect-images")
         parser.add_argument("--format", choices=("table", "json", "sarif"), default="table")
         parser.add_argument("--fail-on", choices=("affected", "at-risk", "never"), default="affected")
+        parser.add_argument(
+            "--write-patches",
+            metavar="DIR",
+            help="write each flagged workload's patch to DIR/<namespace>/<kind>-<name>.yaml (the bundle's names)",
+        )
 
     def handle(self, *args: object, **opts: object) -> None:
         node_text = None
@@ -129,8 +138,22 @@ class Command(BaseCommand):
         result = manifests.audit_paths(options)
         for err in result.errors:
             sys.stderr.write(f"audit-manifests: {err}\n")
+        if not result.audits:
+            where = ", ".join(str(p) for p in opts["paths"])  # type: ignore[union-attr]
+            sys.stderr.write(
+                f"audit-manifests: no workloads found in {where} "
+                f"({result.files} file(s) read; workload kinds: {', '.join(manifests.WORKLOAD_KINDS)})\n"
+            )
         if result.files == 0 and not result.errors:
             sys.stderr.write("audit-manifests: no *.yaml, *.yml or *.json file found\n")
+        if opts.get("write_patches"):
+            try:
+                written = manifests.write_patches(result, str(opts["write_patches"]))
+            except OSError as exc:
+                raise CommandError(f"--write-patches: {exc}", returncode=2) from None
+            sys.stderr.write(
+                f"audit-manifests: {len(written)} patch(es) written to {opts['write_patches']}\n"
+            )
         if options.fmt == "json":
             sys.stdout.write(manifests.to_json(result))
         elif options.fmt == "sarif":
