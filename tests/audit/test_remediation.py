@@ -357,3 +357,74 @@ def test_cloud_init_script_writes_the_field_then_restarts_the_kubelet(tmp_path):
     config.write_text("kind: KubeletConfiguration\n")
     assert subprocess.run(["sh", "-c", script], env=env).returncode == 0
     assert f"resolvConf: {target}" in config.read_text()
+
+
+# --- every patch kind through the real kubectl, validated independently, re-simulated --------------------
+
+PATCH_CASES = {
+    "plain": dict(kind="Deployment"),
+    "hostnetwork-clusterfirstwithhostnet": dict(
+        kind="DaemonSet", host_network=True, dns_policy="ClusterFirstWithHostNet"
+    ),
+    "existing-dnsconfig-merged": dict(
+        kind="Deployment",
+        dns_config={"searches": ["corp.example"], "options": [{"name": "single-request-reopen"}]},
+    ),
+    "pod-recreated": dict(kind="Pod"),
+    "job-recreated": dict(kind="Job"),
+    "cronjob": dict(kind="CronJob"),
+}
+
+
+@pytest.mark.parametrize("case", PATCH_CASES)
+def test_every_patch_kind_applies_with_kubectl_validates_and_fixes_musl(case, tmp_path):
+    from dnsaudit.core import bundle
+    from tests.audit.checks import validate_k8s
+
+    w = workload("alpine:3.16", name=f"app-{case}", namespace="shop", **PATCH_CASES[case])
+    a = audit_workload(w, seed_ctx())
+    assert a.report["risk"] == "affected"
+    r = _remedy(a, "dnsConfig")
+    assert r.usable, r.problems
+    live = manifest(w)
+    validate_k8s(live)
+    # The bundle's way: the patch file with --patch-file (the recreate pipeline patches locally too).
+    doc = bundle.workload_patch_doc(a.report, r.to_dict())
+    f = tmp_path / "patch.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    (tmp_path / "live.yaml").write_text(yaml.safe_dump(live))
+    p = run(
+        [
+            kubectl(),
+            "patch",
+            "--local",
+            "-f",
+            str(tmp_path / "live.yaml"),
+            "--type",
+            "strategic",
+            "--patch-file",
+            str(f),
+            "-o",
+            "yaml",
+        ]
+    )
+    assert p.returncode == 0, p.stderr
+    patched = yaml.safe_load(p.stdout)
+    # The .sh / kubectl way: the inline payload of the rendered command gives the same object.
+    assert _kubectl_patch_local(live, _payload_of(r.kubectl), tmp_path) == patched
+    validate_k8s(patched)
+    spec = pod_spec_of(patched)
+    assert spec["dnsPolicy"] == "None" and validate_dns_config("None", spec["dnsConfig"]) == []
+    assert spec["containers"][0]["image"] == "alpine:3.16"
+    if case == "existing-dnsconfig-merged":
+        assert {"name": "single-request-reopen"} in spec["dnsConfig"]["options"]  # kept for glibc
+        # The lists were replaced, not merged: the unprobed corp.example (an offender) is gone.
+        assert "corp.example" not in spec["dnsConfig"]["searches"]
+    if case.startswith("hostnetwork"):
+        assert spec["hostNetwork"] is True
+        assert spec["dnsConfig"]["nameservers"] == [CLUSTER_DNS]  # ClusterFirstWithHostNet used cluster DNS
+    if w.kind in ("Pod", "Job"):
+        assert "replace --force" in r.kubectl and "immutable" in r.kubectl
+    res = _musl_after("shop", spec, SEED_NODE, "example.com", "1.2.3")
+    assert res.ok, res.explanation
+    assert not any("openstacklocal" in q.name for q in res.queries)
