@@ -1290,13 +1290,13 @@ class _Call:
             media_type = manifest["mediaType"]
         if manifest.get("schemaVersion") == 1:
             raise RegistryError(f"{self.ref} is a schema 1 manifest (unsupported)")
-        digest = headers.get("Docker-Content-Digest") or _sha256(body)
-        if not _DIGEST.match(digest):
-            digest = _sha256(body)
-        if self.source.mirror is not None and _DIGEST.match(reference):
-            # A mirror is a cache we did not choose the contents of: what it returns for a digest must
-            # hash to that digest (containerd checks the same), or it is not the image that was asked for.
-            actual = _sha256(body) if reference.startswith("sha256:") else reference
+        # The digest is what the body hashes to, never what a header claims: verdicts are cached and
+        # shared by digest, so a registry must not be able to file its answer under another image's.
+        digest = _sha256(body)
+        if _DIGEST.match(reference):
+            # What comes back for a digest must hash to that digest (containerd checks the same), or it
+            # is not the image that was asked for (a mirror is a cache we did not choose the contents of).
+            actual = digest if reference.startswith("sha256:") else reference
             if actual != reference:
                 raise RegistryError(
                     f"{self.where} returned a manifest for {reference} whose content hashes to {actual}"

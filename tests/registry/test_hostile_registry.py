@@ -480,3 +480,21 @@ def test_memory_of_a_fresh_process_reading_every_hostile_registry(servers):
     assert f"more than {256 * MiB} decompressed bytes" in result["outcomes"][1]
     assert "a tar extended header of 8589934591 bytes" in result["outcomes"][2]
     assert result["growth_kb"] * 1024 < 32 * MiB
+
+
+def test_a_registry_cannot_file_its_answer_under_another_images_digest(servers):
+    """Verdicts are shared by digest: the digest is what the manifest hashes to, not what a header says,
+    and a manifest asked for by digest must hash to it."""
+    reg = servers()
+    victim = "sha256:" + "12" * 32
+    body = h.manifest_for([])
+    reg.route(
+        "/v2/liar/manifests/",
+        lambda r: r.send(200, body, {"Content-Type": h.MANIFEST_TYPE, "Docker-Content-Digest": victim}),
+    )
+    reg.route(f"/v2/liar/blobs/{h.digest(h.CONFIG)}", lambda r: r.send(200, h.CONFIG))
+    cache: dict = {}
+    v = client(cache=cache).inspect(f"{reg.host}/liar:v1")
+    assert v.digest == h.digest(body) and victim not in cache
+    with pytest.raises(RegistryError, match="whose content hashes to"):
+        client(cache=cache).inspect(f"{reg.host}/liar@{victim}")
