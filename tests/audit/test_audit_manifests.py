@@ -277,3 +277,92 @@ def test_inspected_verdicts_replace_reference_inference(node_file):
     assert "alpine:3.16" in seen
     assert {r["risk"] for r in result.reports} == {"safe"}
     assert manifests.exit_code(result, "affected") == 0
+
+
+# --- the fix in hand (issue #9 item 5) ------------------------------------------------------------------------
+
+
+def test_write_patches_json_patch_and_sarif_fixes_agree(node_file, tmp_path):
+    import yaml
+
+    from dnsaudit.core.schema import check_report
+    from tests.audit.checks import validate_k8s
+    from tests.audit.helpers import kubectl
+
+    out_dir = tmp_path / "patches"
+    args = [str(GOOD), "--node-resolv-conf", node_file, "--domain-answer", "openstacklocal=NODATA"]
+    code, out, err = audit(*args, "--format", "json", "--write-patches", str(out_dir))
+    assert code == 1, err
+    workloads = _by_name(out)
+    flagged = {k: w for k, w in workloads.items() if w["risk"] != "safe"}
+    written = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*.yaml"))
+    # The bundle's file names: <namespace>/<kind>-<name>.yaml, one per flagged workload.
+    assert written == sorted(
+        f"{w['namespace']}/{w['kind'].lower()}-{w['name']}.yaml" for w in flagged.values()
+    )
+    for w in workloads.values():
+        check_report(w)  # 'patch' is declared in the schema
+        patch = w["remediation"].get("patch")
+        if w["risk"] == "safe":
+            assert patch is None
+            continue
+        on_disk = yaml.safe_load(
+            (out_dir / f"{w['namespace']}/{w['kind'].lower()}-{w['name']}.yaml").read_text()
+        )
+        assert patch == on_disk and patch["kind"] == w["kind"] and patch["metadata"]["name"] == w["name"]
+    # Applied with the real kubectl to the manifest it came from, the result validates (oldest/newest).
+    docs = [
+        d
+        for f in sorted(GOOD.rglob("*.yaml"))
+        for d in yaml.safe_load_all(f.read_text())
+        if isinstance(d, dict)
+    ]
+    for d in docs:
+        key = f"{d.get('kind')}/{d.get('metadata', {}).get('name')}"
+        if key not in flagged:
+            continue
+        live = tmp_path / "live.yaml"
+        live.write_text(yaml.safe_dump(d))
+        rel = f"{flagged[key]['namespace']}/{d['kind'].lower()}-{d['metadata']['name']}.yaml"
+        p = run(
+            [
+                kubectl(),
+                "patch",
+                "--local",
+                "-f",
+                str(live),
+                "--type",
+                "strategic",
+                "--patch-file",
+                str(out_dir / rel),
+                "-o",
+                "yaml",
+            ]
+        )
+        assert p.returncode == 0, p.stderr
+        validate_k8s(yaml.safe_load(p.stdout))
+    # SARIF: each flagged result carries the same patch as a fix.
+    code, out, _ = audit(*args, "--format", "sarif")
+    results = json.loads(out)["runs"][0]["results"]
+    assert results and all(r.get("fixes") for r in results)
+    for r in results:
+        change = r["fixes"][0]["artifactChanges"][0]
+        rel = change["artifactLocation"]["uri"].removeprefix("dnsaudit-patches/")
+        assert yaml.safe_load(change["replacements"][0]["insertedContent"]["text"]) == yaml.safe_load(
+            (out_dir / rel).read_text()
+        )
+
+
+def test_no_workloads_found_is_said_and_exits_0(tmp_path):
+    f = tmp_path / "service.yaml"
+    f.write_text("apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports: [{port: 80}]\n")
+    code, out, err = audit(str(f), "--format", "json")
+    assert code == 0
+    assert f"no workloads found in {f}" in err
+    assert json.loads(out) == {"workloads": []}
+
+
+def test_table_marks_inferred_musl_versions(node_file):
+    code, out, _ = audit(str(GOOD / "app.yaml"), "--node-resolv-conf", node_file)
+    assert "musl 1.2.3*" in out  # alpine:3.16, from the tag
+    assert "* musl version inferred from the image reference" in out
