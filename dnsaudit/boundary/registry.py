@@ -1109,6 +1109,8 @@ class _Call:
                 if attempt >= self.c.retries:
                     what = self.where if self.source.mirror else f"registry {self.where}"
                     raise RegistryError(f"cannot reach {what}: {_short(e)}", transient=True) from None
+            except requests.RequestException as e:  # a malformed redirect URL, header...: not retried
+                raise RegistryError(f"request to {self.source.host} failed: {_short(e)}") from None
             attempt += 1
             pause = self.c.backoff * (2 ** (attempt - 1))
             if pause >= self.guard.remaining():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
@@ -10,6 +11,8 @@ from dnsaudit.core.model import LibcVerdict
 
 from ...models import ImageVerdict
 from ..progress import _problem, _retry
+
+logger = logging.getLogger(__name__)
 
 
 def _service_account_pull_secrets(client, inv, problems) -> list[tuple[str, str]]:
@@ -164,6 +167,11 @@ def inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
             verdict = infer_from_reference(tag_ref)
             verdict.platform = platform
             verdict.evidence.append(f"registry not read for {ref}: {exc}")
+        except Exception as exc:  # a registry must never fail the scan: keep the scan going, log the bug
+            logger.exception("inspecting %s failed unexpectedly", ref)
+            verdict = infer_from_reference(tag_ref)
+            verdict.platform = platform
+            verdict.evidence.append(f"registry not read for {ref}: unexpected {type(exc).__name__}")
         return key, verdict.to_dict()
 
     todo = [(k, v) for k, v in work.items() if k not in cached]
