@@ -236,9 +236,9 @@ def test_an_unknown_key_is_named(good):
     )
     assert err.path == "report.dnsConfig"
     del report["dnsConfig"]
-    report["remediation"]["patch"] = ""
+    report["remediation"]["fix"] = ""  # ("patch" is declared: audit-manifests --format json)
     with pytest.raises(
-        SchemaError, match=r"^report\.remediation\.patch: unknown key \(not in ReportRemediation"
+        SchemaError, match=r"^report\.remediation\.fix: unknown key \(not in ReportRemediation"
     ):
         check_report(report)
     detail["containers"][0]["arch"] = "amd64"
