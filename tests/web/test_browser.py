@@ -174,7 +174,7 @@ def test_operator_downloads_a_patch_and_the_bundle(page, fleet_data):
     zf = zipfile.ZipFile(io.BytesIO(Path(info.value.path()).read_bytes()))
     names = zf.namelist()
     assert "README.md" in names and "report.json" in names
-    assert f"workloads/{w.namespace}/deployment-{w.name}/dnsConfig.patch.yaml" in names
+    assert f"patches/{w.namespace}/deployment-{w.name}.yaml" in names and "apply-dnsconfig.sh" in names
     assert len(json.loads(zf.read("report.json"))["workloads"]) == 60
 
 
@@ -282,9 +282,9 @@ def test_operator_rescans_and_watches_progress_reach_the_report(page, fakekube_s
         with page.expect_download() as info:
             page.click("text=fix bundle (.zip)")
         names = zipfile.ZipFile(io.BytesIO(Path(info.value.path()).read_bytes())).namelist()
-        assert "README.md" in names and "cluster/README.md" in names
+        assert "README.md" in names and "verify.sh" in names
         if scan.affected:
-            assert any(n.startswith("cluster/kubelet/") for n in names), names
+            assert any(n.startswith("kubelet/") for n in names), names
         # The workload page of a workload the scan judged affected shows its traces and fix.
         affected = scan.workloads.filter(risk="affected").order_by("namespace", "name").first()
         if affected is not None:
