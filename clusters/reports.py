@@ -136,32 +136,47 @@ def scan_report(scan: Scan) -> dict:
     }
 
 
+#: What makes a spreadsheet read a cell as a formula (OWASP "CSV Injection"), at the start of a cell.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """A CSV cell a spreadsheet shows as text: a string starting like a formula gets a ``'`` in front.
+
+    Numbers and booleans pass as they are; everything else becomes its text first.
+    """
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def scan_report_csv(scan: Scan) -> str:
+    """The report as CSV, every text cell neutralised against formula injection (``csv_cell``)."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     for w in scan.workloads.order_by("namespace", "kind", "name"):
         rep = w.report
-        writer.writerow(
-            [
-                scan.cluster.name,
-                scan.pk,
-                w.namespace,
-                w.kind,
-                w.name,
-                w.risk,
-                w.libc,
-                w.musl_version,
-                w.recommended,
-                w.dns_policy,
-                w.host_network,
-                w.node_pool,
-                " ".join(c.get("image", "") for c in rep.get("containers", [])),
-                " ".join(rep.get("resolv_conf", {}).get("searches", [])),
-                " | ".join(rep.get("reasons", [])),
-                rep.get("node_resolv_conf_source", "unknown"),
-            ]
-        )
+        row = [
+            scan.cluster.name,
+            scan.pk,
+            w.namespace,
+            w.kind,
+            w.name,
+            w.risk,
+            w.libc,
+            w.musl_version,
+            w.recommended,
+            w.dns_policy,
+            w.host_network,
+            w.node_pool,
+            " ".join(c.get("image", "") for c in rep.get("containers", [])),
+            " ".join(rep.get("resolv_conf", {}).get("searches", [])),
+            " | ".join(rep.get("reasons", [])),
+            rep.get("node_resolv_conf_source", "unknown"),
+        ]
+        writer.writerow([csv_cell(v) for v in row])
     return out.getvalue()
 
 

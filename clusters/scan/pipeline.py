@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from dnsaudit.core.model import NodePool, ProbeResult
 
 from ..models import Cluster
-from .progress import Progress, ScanAborted, _problem, _retry
+from .progress import Progress, ScanAborted, _problem, _retry, kube_limits
 from .stages.addons import coredns_facts, kyverno_installed
 from .stages.images import inspect_images
 from .stages.listing import list_workloads
@@ -53,7 +53,8 @@ def collect_and_audit(
         ctx = load_context(cluster)
     except ValueError as exc:  # DecryptionError, KubeconfigError, RegistryError: user-facing, secret-free
         raise ScanAborted(f"the stored kubeconfig of {cluster.name} cannot be used: {exc}") from exc
-    client = (client_factory or KubeClient.from_context)(ctx)
+    client = client_factory(ctx) if client_factory else KubeClient.from_context(ctx, limits=kube_limits())
+    progress.watch(client)  # the deadline on every page and body, nodes and service accounts included
     try:
         try:
             facts["server_version"] = _retry(client.server_version).get("gitVersion", "")
@@ -77,7 +78,7 @@ def collect_and_audit(
                 )
             else:
                 raise ScanAborted(_unreachable_message(cluster, exc)) from exc
-        grouped = inventory.group_node_pools(nodes)
+        grouped = inventory.group_node_pools(nodes, problems)  # refused nodes are problems
         pools = pools_with_kubelet_facts(cluster, client, grouped, problems, progress)
         node_pool = inventory.node_pool_index(grouped)
         node_platform = {
@@ -110,7 +111,7 @@ def collect_and_audit(
 
         progress.set("audit", done=0, total=len(inv.workloads))
         # Cluster-wide assumptions; a pool's own (its kubelet config) are quoted only for its workloads.
-        assumed = [p["fact"] for p in problems if not p.get("pool")]
+        assumed = [p["fact"] for p in problems if not p.get("pool") and not p.get("refused")]
         actx = AuditContext(
             pools={p.name: p for p in pools},
             default_pool=default_pool,
@@ -164,6 +165,8 @@ def _unreachable_message(cluster: Cluster, exc: Exception) -> str:
         what = "the API server rejected the stored credentials (401)"
     elif reason == "Forbidden":
         what = "the stored credentials may not read the API (403)"
+    elif reason in ("TooLarge", "InvalidResponse"):
+        what = "the API server sent a response dnsaudit refuses"
     else:
         what = "the API server could not be reached"
     return (

@@ -92,6 +92,12 @@ class Progress:
                 "DNSAUDIT_SCAN_SOFT_TIME_LIMIT) and was stopped; the previous report is kept"
             )
 
+    def watch(self, client) -> None:
+        """Make ``client`` check the deadline itself: before every API request and while a body streams in,
+        so every list (nodes, namespaces, service accounts, workloads) stops on the page it reached."""
+        if hasattr(client, "page_check"):
+            client.page_check = self.check
+
     def step(self, n: int = 1) -> None:
         with self.lock:
             self.done += n
@@ -113,6 +119,19 @@ def gc_paused():
     finally:
         if was_enabled:
             gc.enable()
+
+
+def kube_limits():
+    """What one API server may make a scan read (``DNSAUDIT_KUBE_*``; see ``KubeLimits``)."""
+    from dnsaudit.boundary.kube import KubeLimits
+
+    d = KubeLimits()
+    return KubeLimits(
+        max_response_bytes=int(getattr(settings, "DNSAUDIT_KUBE_MAX_RESPONSE_BYTES", d.max_response_bytes)),
+        response_seconds=float(getattr(settings, "DNSAUDIT_KUBE_RESPONSE_TIME_LIMIT", d.response_seconds)),
+        max_list_pages=int(getattr(settings, "DNSAUDIT_KUBE_MAX_LIST_PAGES", d.max_list_pages)),
+        max_list_items=int(getattr(settings, "DNSAUDIT_KUBE_MAX_LIST_ITEMS", d.max_list_items)),
+    )
 
 
 def _problem(fact: str, error: str, impact: str) -> dict:

@@ -13,6 +13,14 @@ Contract:
 * Lists page with ``limit`` + ``continue`` until the token is empty (zero-item pages included, T6); a
   410 Expired restarts the whole list once (items already yielded may be yielded again: callers that
   need exactness key objects by uid).
+* An API server is someone else's, and may be hostile (``KubeLimits``): every response body is streamed
+  and counted (``max_response_bytes``; error bodies are cut at ``ERROR_BODY_MAX_BYTES``), within
+  ``response_seconds`` for the whole response (a server that trickles a byte at a time cannot hold a
+  thread); ``Accept-Encoding: identity`` is asked, and a body encoded anyway is decoded here with the same
+  cap on the *decoded* bytes (urllib3 never decompresses); a ``continue`` token seen twice in one list is a
+  loop, and a list has at most ``max_list_pages`` pages and ``max_list_items`` items. Each refusal is a
+  ``KubeError`` (``TooLarge``, ``InvalidResponse``; not transient). ``page_check`` (the scan's deadline)
+  is called before every request and while a body streams in.
 * ``exec_read`` runs a command in a container over the WebSocket exec API (``kubernetes.stream``, T9)
   on its own ``ApiClient`` (``stream()`` swaps ``call_api`` on the client it is given, which must not
   race other requests) and returns an ``ExecResult``; the exit code is read from the error channel's
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -30,6 +39,7 @@ import ssl
 import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -50,6 +60,30 @@ from dnsaudit.core.model import KubeContext
 
 #: Most output an exec'd command may send (stdout and stderr together): resolv.conf and ``ls /lib`` are tiny.
 EXEC_MAX_BYTES = 1 << 20
+
+#: How much of an error (non-2xx) body is read: a Status is a few hundred bytes; the rest is not read.
+ERROR_BODY_MAX_BYTES = 64 << 10
+#: The longest ``continue`` token accepted (real ones are a few hundred bytes of base64).
+CONTINUE_MAX_CHARS = 16 << 10
+#: At most one JSON object or array per this many body bytes: a page of real objects has one per ~50
+#: bytes, a hostile ``[{},{},…]`` one per 3 (and parsed, every ``{}`` is a 64-byte dict).
+JSON_BYTES_PER_CONTAINER = 16
+_READ_CHUNK = 64 << 10
+
+
+@dataclass(frozen=True)
+class KubeLimits:
+    """What one API server may make a client read (the settings ``DNSAUDIT_KUBE_*`` in a scan).
+
+    ``max_response_bytes``: the most bytes of one response body, decoded (a page of 500 real pods is
+    2–10 MB); ``response_seconds``: the most time one response may take, headers to last byte;
+    ``max_list_pages`` / ``max_list_items``: the most pages / items one list may have.
+    """
+
+    max_response_bytes: int = 32 << 20
+    response_seconds: float = 120.0
+    max_list_pages: int = 2000
+    max_list_items: int = 500_000
 
 
 class KubeError(Exception):
@@ -238,9 +272,19 @@ SELF_TEST_CHECKS: tuple[tuple[str, str, str, str, str | None, str | None, str], 
 class KubeClient:
     """A connection to one cluster. Use as a context manager or call ``close()``."""
 
-    def __init__(self, ctx: KubeContext, *, timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        ctx: KubeContext,
+        *,
+        timeout: float = 15.0,
+        limits: KubeLimits | None = None,
+        page_check: Callable[[], None] | None = None,
+    ) -> None:
         self.context = ctx
         self.timeout = timeout
+        self.limits = limits or KubeLimits()
+        #: Called before every request and between the chunks of a body (the scan's deadline: it raises).
+        self.page_check = page_check
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
         cfg = k8s.Configuration()
         cfg.host = ctx.server.rstrip("/")
@@ -270,6 +314,7 @@ class KubeClient:
         cfg.connection_pool_maxsize = 8
         self._cfg = cfg
         self._api = k8s.ApiClient(cfg)
+        self._bound_responses(self._api)
         # exec runs on its own ApiClient (see the module docstring), one at a time.
         self._exec_api: k8s.ApiClient | None = None
         self._exec_lock = threading.Lock()
@@ -278,8 +323,15 @@ class KubeClient:
         self.batch = k8s.BatchV1Api(self._api)
 
     @classmethod
-    def from_context(cls, ctx: KubeContext, *, timeout: float = 15.0) -> KubeClient:
-        return cls(ctx, timeout=timeout)
+    def from_context(
+        cls,
+        ctx: KubeContext,
+        *,
+        timeout: float = 15.0,
+        limits: KubeLimits | None = None,
+        page_check: Callable[[], None] | None = None,
+    ) -> KubeClient:
+        return cls(ctx, timeout=timeout, limits=limits, page_check=page_check)
 
     def _write(self, name: str, data: bytes | str) -> str:
         if self._tmpdir is None:
@@ -313,25 +365,166 @@ class KubeClient:
     def _timeout(self) -> tuple[float, float]:
         return (min(self.timeout, 10.0), self.timeout)
 
+    def _bound_responses(self, api: k8s.ApiClient) -> None:
+        """Ask for unencoded bodies, and read error bodies (which the client reads itself) bounded.
+
+        The generated client reads a non-2xx body whole (``RESTResponse.read``) before raising: here it is
+        read first, at most ``ERROR_BODY_MAX_BYTES``, so that read finds it done. 2xx bodies are left
+        unread for ``_call``, which streams them under ``max_response_bytes``.
+        """
+        rest = api.rest_client
+        original = rest.request
+
+        def request(method, url, headers=None, *args, **kw):
+            headers = dict(headers or {})
+            headers["Accept-Encoding"] = "identity"
+            resp = original(method, url, headers, *args, **kw)
+            if not 200 <= resp.status <= 299:
+                resp.data = self._read_body(
+                    resp.response, ERROR_BODY_MAX_BYTES, time.monotonic() + self.limits.response_seconds,
+                    truncate=True,
+                )  # fmt: skip
+            return resp
+
+        rest.request = request
+
+    def _check(self) -> None:
+        if self.page_check is not None:
+            self.page_check()
+
+    def _read_body(
+        self,
+        raw,
+        limit: int,
+        deadline: float,
+        *,
+        truncate: bool = False,
+        resource: str | None = None,
+        namespace: str | None = None,
+    ) -> bytes:
+        """Stream ``raw`` (an unread urllib3 response) into bytes: at most ``limit`` decoded bytes (past it:
+        ``TooLarge``, or the first ``limit`` bytes with ``truncate``), before ``deadline`` (``Timeout``).
+
+        A gzip or deflate body is decoded here, the cap counting decoded bytes; other encodings are refused.
+        On any refusal the connection is closed, not returned to the pool with unread bytes on it.
+        """
+        server = self.context.server
+        what = _where(resource, namespace) or " a response"
+        headers = getattr(raw, "headers", None) or {}
+        encoding = str(headers.get("Content-Encoding") or "identity").strip().lower()
+        done = False
+        try:
+            if encoding in ("identity", ""):
+                decoder = None
+            elif encoding in ("gzip", "x-gzip", "deflate"):
+                decoder = zlib.decompressobj(wbits=47)  # zlib or gzip header, detected
+            else:
+                raise KubeError(
+                    f"The API server at {server} sent{what} with Content-Encoding {_short(encoding, 40)!r}, "
+                    "which dnsaudit does not read (it asks for identity).",
+                    transient=False,
+                    reason="InvalidResponse",
+                    resource=resource,
+                    namespace=namespace,
+                )
+            declared = str(headers.get("Content-Length") or "")
+            if decoder is None and not truncate and declared.isdigit() and int(declared) > limit:
+                raise self._too_large(limit, what, resource, namespace)
+            buf = bytearray()
+            raw_bytes = 0
+            while True:
+                self._check()
+                if time.monotonic() > deadline:
+                    raise KubeError(
+                        f"The API server at {server} took more than {self.limits.response_seconds:g} s to send"
+                        f"{what}; stopped.",
+                        transient=True,
+                        reason="Timeout",
+                        resource=resource,
+                        namespace=namespace,
+                    )
+                chunk = raw.read1(_READ_CHUNK, decode_content=False)
+                if not chunk:
+                    break
+                raw_bytes += len(chunk)
+                if decoder is not None:
+                    if decoder.eof:  # trailing bytes after the stream: not part of the body
+                        break
+                    room = limit + 1 - len(buf)
+                    try:
+                        chunk = decoder.decompress(chunk, room)
+                    except zlib.error as exc:
+                        raise KubeError(
+                            f"The API server at {server} sent{what} with a corrupt {encoding} encoding.",
+                            transient=False,
+                            reason="InvalidResponse",
+                            resource=resource,
+                            namespace=namespace,
+                        ) from exc
+                buf += chunk
+                if len(buf) > limit or raw_bytes > limit:
+                    if truncate:
+                        del buf[limit:]
+                        return bytes(buf)
+                    raise self._too_large(limit, what, resource, namespace)
+            done = True
+            return bytes(buf)
+        finally:
+            if not done:
+                with contextlib.suppress(Exception):
+                    raw.close()  # unread bytes are on the connection: never reuse it
+            with contextlib.suppress(Exception):
+                raw.release_conn()
+
+    def _too_large(self, limit: int, what: str, resource: str | None, namespace: str | None) -> KubeError:
+        return KubeError(
+            f"The API server at {self.context.server} sent more than {_size(limit)} for{what}; the response "
+            "was refused (DNSAUDIT_KUBE_MAX_RESPONSE_BYTES).",
+            transient=False,
+            reason="TooLarge",
+            resource=resource,
+            namespace=namespace,
+        )
+
     def _call(
         self, fn: Callable, *args, resource: str | None = None, namespace: str | None = None, **kw
     ) -> dict:
-        """Call a generated method for raw JSON; map every failure to ``KubeError``."""
+        """Call a generated method for raw JSON, its body bounded; map every failure to ``KubeError``."""
+        self._check()
+        deadline = time.monotonic() + self.limits.response_seconds
         try:
             resp = fn(*args, _preload_content=False, _request_timeout=self._timeout, **kw)
-            data = resp.data
-        except Exception as exc:  # mapped below; anything unknown is re-raised
-            raise _map_exception(exc, self.context.server, resource, namespace) from exc
-        try:
-            return json.loads(data)
-        except ValueError as exc:
+            data = self._read_body(
+                resp, self.limits.max_response_bytes, deadline, resource=resource, namespace=namespace
+            )
+        except Exception as exc:  # mapped below; anything unknown (the scan's deadline) is re-raised
+            mapped = _map_exception(exc, self.context.server, resource, namespace)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        not_json = KubeError(
+            f"The API server at {self.context.server} sent a response that is not JSON for {resource or 'a request'}.",
+            transient=True,
+            reason="InvalidResponse",
+            resource=resource,
+            namespace=namespace,
+        )
+        if data.count(b"{") + data.count(b"[") > max(len(data) // JSON_BYTES_PER_CONTAINER, 1024):
             raise KubeError(
-                f"The API server at {self.context.server} sent a response that is not JSON for {resource or 'a request'}.",
-                transient=True,
+                f"The API server at {self.context.server} sent a response for {resource or 'a request'} made of "
+                "far more JSON objects than real objects have; refused.",
+                transient=False,
                 reason="InvalidResponse",
                 resource=resource,
                 namespace=namespace,
-            ) from exc
+            )
+        try:
+            out = json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            raise not_json from exc
+        if not isinstance(out, dict):  # every Kubernetes API response is an object
+            raise not_json
+        return out
 
     # -- lists --------------------------------------------------------------------------------------------------
     def iter_list(
@@ -364,7 +557,26 @@ class KubeClient:
             kw["field_selector"] = field_selector
         restarts = 0
         token: str | None = None
+        seen: set[bytes] = set()  # digests of the continue tokens of this list
+        pages = items = 0
+        limits = self.limits
+
+        def refuse(why: str, reason: str = "InvalidResponse") -> KubeError:
+            where = f" in namespace {namespace}" if namespace else ""
+            return KubeError(
+                f"Listing {resource}{where} on {self.context.server} was stopped: {why}.",
+                transient=False,
+                reason=reason,
+                resource=resource,
+                namespace=namespace,
+            )
+
         while True:
+            if pages >= limits.max_list_pages:
+                raise refuse(
+                    f"more than {limits.max_list_pages} pages (DNSAUDIT_KUBE_MAX_LIST_PAGES)", "TooLarge"
+                )
+            pages += 1
             try:
                 page = self._call(
                     fn,
@@ -378,10 +590,31 @@ class KubeClient:
                 if err.reason == "Expired" and token and restarts == 0:
                     restarts += 1
                     token = None
+                    seen.clear()
                     continue
                 raise
-            yield from page.get("items") or ()
-            token = (page.get("metadata") or {}).get("continue") or None
+            if not isinstance(page, dict):
+                raise refuse("a page is not a JSON object")
+            page_items = page.get("items")
+            if page_items is None:
+                page_items = []
+            if not isinstance(page_items, list) or not all(isinstance(i, dict) for i in page_items):
+                raise refuse("a page's items are not a list of objects")
+            items += len(page_items)
+            if items > limits.max_list_items:
+                raise refuse(
+                    f"more than {limits.max_list_items} items (DNSAUDIT_KUBE_MAX_LIST_ITEMS)", "TooLarge"
+                )
+            meta = page.get("metadata")
+            token = (meta.get("continue") if isinstance(meta, dict) else None) or None
+            if token is not None:
+                if not isinstance(token, str) or len(token) > CONTINUE_MAX_CHARS:
+                    raise refuse("the continue token is not a string of at most 16 KiB")
+                digest = hashlib.sha256(token.encode("utf-8", "replace")).digest()
+                if digest in seen:
+                    raise refuse("the server sent the same continue token twice (a loop)")
+                seen.add(digest)
+            yield from page_items
             if not token:
                 return
 
@@ -392,7 +625,7 @@ class KubeClient:
     def kubelet_configz(self, node: str) -> dict:
         """The node's ``kubeletconfig`` object from ``nodes/{node}/proxy/configz`` (raw JSON, T3)."""
         data = self._call(self.core.connect_get_node_proxy_with_path, node, "configz", resource="nodes/proxy")
-        if not isinstance(data, dict) or "kubeletconfig" not in data:
+        if not isinstance(data, dict) or not isinstance(data.get("kubeletconfig"), dict):
             raise KubeError(
                 f"The kubelet on {node} answered configz without a kubeletconfig object.",
                 transient=False,
@@ -542,7 +775,10 @@ class KubeClient:
     def api_group_served(self, group: str) -> bool:
         """Whether discovery lists ``group`` (e.g. ``kyverno.io``) — i.e. its CRDs are installed and served."""
         data = self._call(k8s.ApisApi(self._api).get_api_versions, resource="apis")
-        return any(g.get("name") == group for g in data.get("groups") or ())
+        groups = data.get("groups")
+        return isinstance(groups, list) and any(
+            isinstance(g, dict) and g.get("name") == group for g in groups
+        )
 
     def can_i(
         self,
@@ -572,7 +808,8 @@ class KubeClient:
             body,
             resource="selfsubjectaccessreviews",
         )
-        return bool((out.get("status") or {}).get("allowed"))
+        status = out.get("status")
+        return isinstance(status, dict) and status.get("allowed") is True
 
     def self_test(self) -> list[dict]:
         """Check each permission the audit uses. One dict per fact:
@@ -607,9 +844,12 @@ def _status_error(
     try:
         st = json.loads(text)
         if isinstance(st, dict):
-            reason, message = st.get("reason") or "", st.get("message") or ""
-    except ValueError:
-        message = text.strip()[:300]
+            reason, message = (
+                _short(str(st.get("reason") or ""), 40),
+                _short(str(st.get("message") or ""), 300),
+            )
+    except (ValueError, RecursionError):
+        message = _short(text, 300)
     what = _where(resource, namespace)
     if status == 401:
         return KubeError(
@@ -842,6 +1082,14 @@ def _exec_result(
         resource=resource,
         namespace=namespace,
     )
+
+
+def _size(n: int) -> str:
+    if n >= 1 << 20 and n % (1 << 20) == 0:
+        return f"{n >> 20} MiB"
+    if n >= 1 << 10 and n % (1 << 10) == 0:
+        return f"{n >> 10} KiB"
+    return f"{n} bytes"
 
 
 def _short(text: str, n: int = 200) -> str:

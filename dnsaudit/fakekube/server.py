@@ -40,6 +40,7 @@ import ssl
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -124,7 +125,7 @@ def forbidden_message(
 @dataclass
 class _FaultRule:
     pattern: re.Pattern
-    action: str  # "fail" | "delay" | "drop" | "expire"
+    action: str  # "fail" | "delay" | "drop" | "expire" | "endless" | "huge" | "gzip" | "trickle"
     nth: int
     times: int | None
     status: int = 500
@@ -132,6 +133,9 @@ class _FaultRule:
     message: str = ""
     seen: int = 0
     fired: int = 0
+    size: int = 0  # huge: the body's (decoded) size
+    gzip: bool = False  # huge: sent gzip-encoded (a decompression bomb)
+    same_token: bool = False  # endless: the same continue token every time (a loop) or a new one
 
 
 class Faults:
@@ -149,6 +153,16 @@ class Faults:
     * ``page_cap`` — serve at most this many items per page whatever ``limit`` says (T6);
       ``empty_first_page`` — the first page of every list has zero items and a continue token (T6).
     * ``down`` — every request is dropped (the API server is unreachable).
+
+    A hostile API server (each whatever the client asked, e.g. ``Accept-Encoding: identity``):
+
+    * ``endless_continue(pattern, same_token=False)`` — every list page (the first page's items again)
+      carries a continue token: a new one each time, or with ``same_token`` the same one (a loop).
+    * ``huge_body(pattern, size=300 MiB, gzip=False)`` — a 200 JSON body of ``size`` bytes streamed in
+      1 MiB writes (never built in memory); with ``gzip`` it is gzip-encoded (``size`` decoded bytes from
+      a few hundred KiB sent: a decompression bomb).
+    * ``gzip(pattern)`` — the real answer, gzip-encoded (``Content-Encoding: gzip``).
+    * ``trickle(pattern, seconds)`` — the real answer, one body byte every ``seconds``.
     ``log`` records ``(method, target, user, status)`` of each request for assertions.
     """
 
@@ -177,6 +191,30 @@ class Faults:
 
     def expire(self, pattern: str = r"continue=", *, nth: int = 1, times: int | None = 1) -> None:
         self._add(pattern, "expire", nth, times, status=410)
+
+    def endless_continue(
+        self, pattern: str, *, same_token: bool = False, nth: int = 1, times: int | None = None
+    ) -> None:
+        self._add(pattern, "endless", nth, times, same_token=same_token)
+
+    def huge_body(
+        self,
+        pattern: str,
+        size: int = 300 << 20,
+        *,
+        gzip: bool = False,
+        nth: int = 1,
+        times: int | None = None,
+    ) -> None:
+        if gzip:
+            _gzip_bomb(size)  # built now, not while a client waits for the headers
+        self._add(pattern, "huge", nth, times, size=size, gzip=gzip)
+
+    def gzip(self, pattern: str, *, nth: int = 1, times: int | None = None) -> None:
+        self._add(pattern, "gzip", nth, times)
+
+    def trickle(self, pattern: str, seconds: float = 1.0, *, nth: int = 1, times: int | None = None) -> None:
+        self._add(pattern, "trickle", nth, times, seconds=seconds)
 
     def clear(self) -> None:
         with self._lock:
@@ -614,18 +652,53 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing -----------------------------------------------------------------------------------------
     def _send(self, code: int, body: bytes, content_type: str = "application/json") -> None:
+        hostile: dict = getattr(self, "_hostile", None) or {}
+        if hostile.get("endless") is not None and code == 200:
+            body = _endless_page(body, hostile["endless"])
+        if hostile.get("gzip") and self.command != "HEAD":
+            body = _gzip(body)
         self.send_response(code)
         self.send_header("Content-Type", content_type)
+        if hostile.get("gzip"):
+            self.send_header("Content-Encoding", "gzip")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Audit-Id", str(uuid.uuid4()))
         self.send_header("Cache-Control", "no-cache, private")
         if code == 401:
             self.send_header("Www-Authenticate", 'Basic realm="kubernetes-master"')
         self._headers_buffer.append(b"\r\n")
+        if hostile.get("trickle") is not None and self.command != "HEAD":
+            self.flush_headers()
+            self._status = code
+            for i in range(len(body)):  # one byte at a time, until the client gives up
+                self.wfile.write(body[i : i + 1])
+                self.wfile.flush()
+                time.sleep(hostile["trickle"])
+            return
         if self.command != "HEAD":
             self._headers_buffer.append(body)
         self.flush_headers()
         self._status = code
+
+    def _huge(self, rule: _FaultRule) -> None:
+        """A 200 JSON body of ``rule.size`` bytes, streamed (gzip-encoded with ``rule.gzip``); the connection
+        is closed after it (or when the client stops reading)."""
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if rule.gzip:
+            body = _gzip_bomb(rule.size)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self._status = 200
+            self.wfile.write(body)
+            return
+        self.send_header("Content-Length", str(rule.size))
+        self.end_headers()
+        self._status = 200
+        for chunk in _huge_chunks(rule.size):
+            self.wfile.write(chunk)
 
     def _error(
         self, code: int, reason: str, message: str, details: dict | None = None, extra: dict | None = None
@@ -662,6 +735,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         self._status = 0
+        self._hostile: dict = {}
         body = self._read_body()
         split = urlsplit(self.path)
         path = unquote(split.path)
@@ -701,7 +775,18 @@ class _Handler(BaseHTTPRequestHandler):
                     }.get(rule.status, "injected fault")
                     self._error(rule.status, reason, msg)
                     return
+                elif rule.action == "huge":
+                    self._huge(rule)
+                    return
+                elif rule.action == "endless":
+                    self._hostile["endless"] = rule
+                elif rule.action == "gzip":
+                    self._hostile["gzip"] = True
+                elif rule.action == "trickle":
+                    self._hostile["trickle"] = rule.seconds
             query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+            if self._hostile.get("endless") and query.get("continue", "").startswith("endless-"):
+                query.pop("continue")  # the fault's own token: serve the first page again
             if len(rest) > 1 and rest.endswith("/"):
                 rest = rest.rstrip("/")
             if rest in ("/version", "/healthz", "/livez", "/readyz"):
@@ -1112,6 +1197,63 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 # --- discovery bodies ----------------------------------------------------------------------------------
+
+
+_HUGE_HEAD = b'{"kind":"List","apiVersion":"v1","metadata":{},"items":[],"padding":"'
+_HUGE_TAIL = b'"}'
+
+
+def _huge_chunks(size: int, chunk: int = 1 << 20) -> Iterable[bytes]:
+    """A JSON object of exactly ``size`` bytes (at least the head and tail), in ``chunk``-byte pieces."""
+    pad = max(size - len(_HUGE_HEAD) - len(_HUGE_TAIL), 0)
+    yield _HUGE_HEAD
+    block = b"x" * chunk
+    while pad > 0:
+        n = min(pad, chunk)
+        yield block[:n]
+        pad -= n
+    yield _HUGE_TAIL
+
+
+@functools.lru_cache(maxsize=4)
+def _gzip_bomb(size: int) -> bytes:
+    """``_huge_chunks(size)`` gzip-encoded (300 MiB of JSON is about 300 KiB), built in well under a second:
+    one 1 MiB block is deflated once after a full flush (byte-aligned, no history) and repeated."""
+    block = 1 << 20
+    pad = max(size - len(_HUGE_HEAD) - len(_HUGE_TAIL), 0)
+    full, rest = divmod(pad, block)
+    enc = zlib.compressobj(9, zlib.DEFLATED, -15)
+    first = enc.compress(_HUGE_HEAD) + enc.flush(zlib.Z_FULL_FLUSH)
+    one = enc.compress(b"x" * block) + enc.flush(zlib.Z_FULL_FLUSH)
+    last = enc.compress(b"x" * rest + _HUGE_TAIL) + enc.flush()
+    crc = zlib.crc32(_HUGE_HEAD)
+    x = b"x" * block
+    for _ in range(full):
+        crc = zlib.crc32(x, crc)
+    crc = zlib.crc32(b"x" * rest + _HUGE_TAIL, crc)
+    total = len(_HUGE_HEAD) + pad + len(_HUGE_TAIL)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
+    trailer = crc.to_bytes(4, "little") + (total & 0xFFFFFFFF).to_bytes(4, "little")
+    return header + first + one * full + last + trailer
+
+
+def _gzip(body: bytes) -> bytes:
+    enc = zlib.compressobj(6, zlib.DEFLATED, 31)
+    return enc.compress(body) + enc.flush()
+
+
+def _endless_page(body: bytes, rule: _FaultRule) -> bytes:
+    """A list page with a continue token that never ends the list (the same one with ``same_token``)."""
+    try:
+        page = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(page, dict) or "items" not in page:
+        return body
+    page.setdefault("metadata", {})["continue"] = (
+        "endless-loop" if rule.same_token else f"endless-{uuid.uuid4().hex}"
+    )
+    return json.dumps(page, separators=(",", ":")).encode()
 
 
 def _json(obj: dict) -> bytes:

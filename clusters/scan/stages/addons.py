@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from ..progress import _problem, _retry
 
 
@@ -22,21 +24,36 @@ def coredns_facts(client, problems) -> dict:
             )
         )
         return facts
-    corefile = ((cm or {}).get("data") or {}).get("Corefile", "")
+    corefile = _data(cm).get("Corefile", "")
     facts["corefile"] = corefile
     facts["variant"] = (
         "k3s" if ("NodeHosts" in corefile or custom is not None) else ("kubeadm" if corefile else "unknown")
     )
     facts["node_local_dns"] = nodelocal is not None
-    texts = [corefile, *(((custom or {}).get("data") or {}).values())]
+    texts = [corefile, *_data(custom).values()]
     zones = []
     for text in texts:
         for line in (text or "").splitlines():
             parts = line.split()
             if len(parts) >= 4 and parts[0] == "template":
-                zones.extend(p.rstrip(".{") for p in parts[3:] if p != "{")
+                found = (p.rstrip(".{") for p in parts[3:] if p != "{")
+                zones.extend(z for z in found if z == "" or _ZONE.fullmatch(z))  # a DNS name (or the root)
     facts["template_zones"] = sorted(set(zones))
     return facts
+
+
+_ZONE = re.compile(r"[A-Za-z0-9_-]{1,63}(\.[A-Za-z0-9_-]{1,63}){0,127}")
+
+#: The most of a ConfigMap's text read for the CoreDNS facts (a Corefile is a few KiB; a ConfigMap at most 1 MiB).
+CONFIGMAP_TEXT_MAX = 1 << 20
+
+
+def _data(cm: object) -> dict[str, str]:
+    """A ConfigMap's ``data`` with only its string values (what a hostile API server sends is data too)."""
+    data = cm.get("data") if isinstance(cm, dict) else None
+    if not isinstance(data, dict):
+        return {}
+    return {k: v[:CONFIGMAP_TEXT_MAX] for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def kyverno_installed(client, problems: list[dict]) -> bool:

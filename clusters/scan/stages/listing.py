@@ -19,15 +19,16 @@ def _list_everywhere(
     """List a resource in all namespaces; when that is forbidden, namespace by namespace.
 
     ``keep`` trims each item as it streams in (pods: only what the audit reads), so a big cluster's
-    full objects are never all in memory at once.
+    full objects are never all in memory at once. ``check`` (the soft time limit) runs before every list
+    and namespace; the client itself checks it before every page (``Progress.watch``).
     """
     from dnsaudit.boundary.kube import KubeError
 
     def listed(**kw) -> list[dict]:
+        if check is not None:
+            check()
         out = []
-        for i, item in enumerate(client.iter_list(resource, **kw)):
-            if check is not None and i % 500 == 0:
-                check()  # the soft time limit, between pages of a long list
+        for item in client.iter_list(resource, **kw):
             out.append(keep(item) if keep else item)
         return out
 
@@ -37,7 +38,7 @@ def _list_everywhere(
         if exc.reason != "Forbidden":
             raise ScanAborted(_list_failed(resource, None, exc)) from exc
     try:
-        namespaces = _retry(lambda: [n["metadata"]["name"] for n in client.iter_list("namespaces")])
+        namespaces = _retry(lambda: _namespace_names(client, problems))
     except KubeError as exc:
         problems.append(
             _problem(
@@ -66,6 +67,32 @@ def _list_everywhere(
             )
         )
     return items
+
+
+def _namespace_names(client, problems: list[dict]) -> list[str]:
+    """The namespaces' names; a name that is not a DNS-1123 label is refused (it would be a URL path)."""
+    from dnsaudit.core.inventory import refused_problem, shown, valid_namespace
+
+    names: list[str] = []
+    refused: list[object] = []
+    for ns in client.iter_list("namespaces"):
+        meta = ns.get("metadata")
+        name = meta.get("name") if isinstance(meta, dict) else None
+        if valid_namespace(name):
+            names.append(name)
+        else:
+            refused.append(name)
+    if refused:
+        problems.append(
+            refused_problem(
+                "namespace names",
+                [shown(v) for v in refused[:5]],
+                len(refused),
+                "a namespace name must be a DNS-1123 label",
+                "these namespaces are not listed one by one: their workloads are missing from the report",
+            )
+        )
+    return names
 
 
 def _list_failed(resource: str, namespace: str | None, exc: Exception) -> str:
@@ -103,4 +130,5 @@ def list_workloads(
             objects, node_pool, node_platform, default_pool=default_pool, default_platform=default_platform
         )
     del objects
+    problems.extend(inv.problems)  # names refused at the inventory: what, why, and what the report lacks
     return inv

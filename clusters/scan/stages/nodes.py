@@ -2,9 +2,47 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
+
 from dnsaudit.core.model import KubeletDNS, NodePool
 
 from ..progress import _problem
+
+_DOMAIN = re.compile(r"[A-Za-z0-9_.-]{0,253}")
+_PATH = re.compile(r"(/[A-Za-z0-9_.+-]{1,255}){1,32}|")
+
+
+class _Malformed(ValueError):
+    """configz answered, but a DNS field is not what a kubelet writes: the pool's facts are assumed."""
+
+
+def _checked(value: object, pattern: re.Pattern, what: str) -> str | None:
+    from dnsaudit.core.inventory import shown
+
+    if value is None:
+        return None
+    if isinstance(value, str) and pattern.fullmatch(value):
+        return value
+    raise _Malformed(f"the kubelet's configz has a malformed {what}: {shown(value)}")
+
+
+def _cluster_dns(value: object) -> tuple[str, ...]:
+    from dnsaudit.core.inventory import shown
+
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > 16:
+        raise _Malformed(f"the kubelet's configz has a malformed clusterDNS: {shown(value)}")
+    out = []
+    for ip in value:
+        try:
+            out.append(str(ipaddress.ip_address(ip)))
+        except ValueError:
+            raise _Malformed(
+                f"the kubelet's configz has a clusterDNS that is not an IP: {shown(ip)}"
+            ) from None
+    return tuple(out)
 
 
 def pools_with_kubelet_facts(cluster, client, grouped, problems, progress) -> list[NodePool]:
@@ -28,16 +66,20 @@ def pools_with_kubelet_facts(cluster, client, grouped, problems, progress) -> li
             raw = client.kubelet_configz(node_names[0])
             conf = raw.get("kubeletconfig", raw)
             kubelet = KubeletDNS(
-                cluster_dns=tuple(conf.get("clusterDNS") or ()),
-                cluster_domain=conf.get("clusterDomain", "") or "",
-                resolv_conf=conf.get("resolvConf", "/etc/resolv.conf")
+                cluster_dns=_cluster_dns(conf.get("clusterDNS")),
+                cluster_domain=_checked(conf.get("clusterDomain"), _DOMAIN, "clusterDomain") or "",
+                resolv_conf=_checked(conf.get("resolvConf"), _PATH, "resolvConf")
                 if "resolvConf" in conf
                 else "/etc/resolv.conf",
                 version=group.kubelet_version or None,
             )
             observed["kubelet_config"] = True
-        except KubeError as exc:
-            what = "forbidden (needs get on nodes/proxy)" if exc.reason == "Forbidden" else str(exc)
+        except (KubeError, _Malformed) as exc:
+            what = (
+                "forbidden (needs get on nodes/proxy)"
+                if getattr(exc, "reason", "") == "Forbidden"
+                else str(exc)
+            )
             notes.append(f"kubelet configz unreadable on {node_names[0]}: {what}")
             problem = _problem(
                 f"kubelet config of pool {name}",
