@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
 
 from dnsaudit.core.model import LibcVerdict
 
@@ -99,12 +103,63 @@ def _image_namespaces(inv) -> dict[str, set[str]]:
     return out
 
 
+#: How long a verdict inferred because the registry was unreachable is reused (seconds), unless
+#: ``DNSAUDIT_INFERRED_VERDICT_TTL`` says otherwise. Confirmed verdicts (by digest) never expire.
+INFERRED_VERDICT_TTL = 3600
+
+
+def inferred_verdict_ttl() -> float:
+    return float(getattr(settings, "DNSAUDIT_INFERRED_VERDICT_TTL", INFERRED_VERDICT_TTL))
+
+
+class Reachability:
+    """Which registries one scan could not reach: each registry is contacted by one inspection first
+    (the others for it wait); when that one finds it unreachable (``RegistryError.unreachable``), every
+    other image on it is inferred at once, without a connection attempt, for the rest of the scan."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._first: dict[str, threading.Event] = {}
+        self.down: dict[str, str] = {}  # registry -> the error that showed it unreachable
+
+    def enter(self, registry: str) -> tuple[bool, str | None]:
+        """``(this caller makes the first contact, why the registry is down or None)``."""
+        with self._lock:
+            event = self._first.get(registry)
+            if event is None:
+                self._first[registry] = threading.Event()
+                return True, None
+        event.wait()
+        return False, self.down.get(registry)
+
+    def done(self, registry: str, unreachable_because: str | None) -> None:
+        """The first contact is over (call exactly once, from the caller that made it)."""
+        with self._lock:
+            if unreachable_because is not None:
+                self.down[registry] = unreachable_because
+            self._first[registry].set()
+
+
+def _registry_of(ref: str) -> str:
+    from dnsaudit.boundary.registry import normalise_registry, parse_reference
+
+    try:
+        return normalise_registry(parse_reference(ref).registry)
+    except ValueError:
+        return ref
+
+
 def inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
     """One verdict per distinct image (by digest when known), cached in the database across clusters.
 
     Each image is read with the credentials of the namespaces that run it, one namespace at a time (a
     namespace whose credentials are refused gives way to the next; one without any reads anonymously),
-    never with another namespace's. The verdict, a fact about the digest, is then shared."""
+    never with another namespace's. The verdict, a fact about the digest, is then shared.
+
+    A registry that cannot be reached from the worker is found out once per scan (:class:`Reachability`):
+    its images are then inferred from their names with the reason in their evidence, and those inferred
+    verdicts are cached for ``DNSAUDIT_INFERRED_VERDICT_TTL`` seconds (default one hour), so that the
+    next scans of a closed network do not try again meanwhile."""
     from dnsaudit.boundary.registry import RegistryClient, RegistryLimits, resolve_image_id
 
     credentials = _namespace_credentials(client, inv, problems)
@@ -133,9 +188,26 @@ def inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
         work.setdefault(key, (ref, platform, image or ref))
         namespaces.setdefault(key, set()).update(runs_in.get(image, ()), runs_in.get(image_id or "", ()))
     progress.set("images", done=0, total=len(work))
-    cached = {
-        iv.key: iv.verdict for iv in ImageVerdict.objects.filter(key__in=list(work), confidence="confirmed")
-    }
+    ttl = inferred_verdict_ttl()
+    usable = Q(confidence="confirmed")
+    if ttl > 0:
+        usable |= Q(confidence="inferred", inspected_at__gte=timezone.now() - timedelta(seconds=ttl))
+    cached: dict[str, dict] = {}
+    for iv in ImageVerdict.objects.filter(usable, key__in=list(work)):
+        cached[iv.key] = iv.verdict
+        if iv.confidence == "inferred":
+            until = iv.inspected_at + timedelta(seconds=ttl)
+            cached[iv.key] = {
+                **iv.verdict,
+                "evidence": [
+                    *(iv.verdict.get("evidence") or []),
+                    f"cached inferred verdict from {iv.inspected_at:%Y-%m-%d %H:%M:%S} UTC (registry unreachable "
+                    f"then); the registry is tried again after {until:%Y-%m-%d %H:%M:%S} UTC "
+                    "(DNSAUDIT_INFERRED_VERDICT_TTL)",
+                ],
+            }
+    reach = Reachability()
+    unreachable_keys: set[str] = set()
     results: dict[str, dict] = dict(cached)
     progress.set(done=len(cached), force=True)
 
@@ -152,6 +224,19 @@ def inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
             if own not in attempts:
                 attempts.append(own)
         attempts = attempts or [{}]
+        host = _registry_of(ref)
+        first, down = reach.enter(host)
+        if down is not None:
+            # Found unreachable earlier in this scan: no connection attempt for this image.
+            verdict = infer_from_reference(tag_ref)
+            verdict.platform = platform
+            verdict.evidence.append(
+                f"registry not read for {ref}: registry {host} was unreachable from the scanning worker "
+                f"earlier in this scan ({down}); not tried again"
+            )
+            unreachable_keys.add(key)
+            return key, verdict.to_dict()
+        why_down: str | None = None
         try:
             for i, own in enumerate(attempts):
                 try:
@@ -166,12 +251,23 @@ def inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
             # reference and keep the error as evidence. The scan goes on; the verdict says "inferred".
             verdict = infer_from_reference(tag_ref)
             verdict.platform = platform
-            verdict.evidence.append(f"registry not read for {ref}: {exc}")
+            if getattr(exc, "unreachable", False):
+                why_down = str(exc)
+                unreachable_keys.add(key)
+                verdict.evidence.append(
+                    f"registry not read for {ref}: {exc}; registry {host} is treated as unreachable from the "
+                    "scanning worker for the rest of this scan"
+                )
+            else:
+                verdict.evidence.append(f"registry not read for {ref}: {exc}")
         except Exception as exc:  # a registry must never fail the scan: keep the scan going, log the bug
             logger.exception("inspecting %s failed unexpectedly", ref)
             verdict = infer_from_reference(tag_ref)
             verdict.platform = platform
             verdict.evidence.append(f"registry not read for {ref}: unexpected {type(exc).__name__}")
+        finally:
+            if first:
+                reach.done(host, why_down)
         return key, verdict.to_dict()
 
     todo = [(k, v) for k, v in work.items() if k not in cached]
@@ -180,15 +276,37 @@ def inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
             for key, verdict in pool.map(inspect, todo):
                 results[key] = verdict
                 progress.step()
-        # Only digest-pinned verdicts are cached: a tag (alpine:3) moves, a digest never does.
+        # Confirmed verdicts are cached for digest-pinned references only: a tag (alpine:3) moves, a
+        # digest never does. They replace an inferred row for the same key.
         fresh = [
-            ImageVerdict(key=k, verdict=results[k], confidence=results[k].get("confidence", "inferred"))
+            ImageVerdict(key=k, verdict=results[k], confidence="confirmed", inspected_at=timezone.now())
             for k, (ref, _platform, _tag) in todo
             if results[k].get("confidence") == "confirmed" and "@sha256:" in ref
         ]
         # (No close_old_connections() here: this is the scan's own thread and connection; closing it
         # mid-scan breaks any enclosing transaction, and the pool threads never touched the database.)
-        ImageVerdict.objects.bulk_create(fresh, ignore_conflicts=True)
+        if fresh:
+            ImageVerdict.objects.bulk_create(
+                fresh,
+                update_conflicts=True,
+                unique_fields=["key"],
+                update_fields=["verdict", "confidence", "inspected_at"],
+            )
+        # Inferred because the registry was unreachable: cached with a short expiry (any reference, the
+        # verdict is about what could not be read). An expired inferred row is replaced; a confirmed row
+        # (another scan may have read the image meanwhile) is never overwritten.
+        inferred = sorted(k for k in unreachable_keys if results[k].get("confidence") != "confirmed")
+        if inferred and ttl > 0:
+            ImageVerdict.objects.filter(key__in=inferred, confidence="inferred").delete()
+            ImageVerdict.objects.bulk_create(
+                [
+                    ImageVerdict(
+                        key=k, verdict=results[k], confidence="inferred", inspected_at=timezone.now()
+                    )
+                    for k in inferred
+                ],
+                ignore_conflicts=True,
+            )
     # Keyed by "<image>@<platform>" and "<imageID>@<platform>": a multi-arch image has one verdict per
     # platform (its imageID, the index digest, is the same on every architecture), and the audit looks a
     # container up with the platform of its pool's nodes.
