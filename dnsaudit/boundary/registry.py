@@ -66,12 +66,20 @@ MIRRORS_ENV = "DNSAUDIT_REGISTRY_MIRRORS"
 
 
 class RegistryError(Exception):
-    """A registry could not give us the image. ``transient``: retrying later may succeed."""
+    """A registry could not give us the image. ``transient``: retrying later may succeed.
 
-    def __init__(self, message: str, *, transient: bool = False, status: int | None = None) -> None:
+    ``unreachable``: no source of the image answered at all (its name did not resolve, or every
+    connection failed or was closed before any HTTP response, retries included). A scan takes that as
+    "this registry cannot be reached from here" and stops asking it for the rest of the scan.
+    """
+
+    def __init__(
+        self, message: str, *, transient: bool = False, status: int | None = None, unreachable: bool = False
+    ) -> None:
         super().__init__(message)
         self.transient = transient
         self.status = status
+        self.unreachable = unreachable
 
 
 # --- references ------------------------------------------------------------------------------------
@@ -556,7 +564,7 @@ class _Guard:
         try:
             infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
         except OSError as e:
-            raise RegistryError(f"cannot resolve {host}: {e}", transient=True) from None
+            raise RegistryError(f"cannot resolve {host}: {e}", transient=True, unreachable=True) from None
         for info in infos:
             ip = ipaddress.ip_address(info[4][0].split("%")[0])
             reason = self.forbid(ip, port)
@@ -843,18 +851,23 @@ class RegistryClient:
         stats = InspectStats()
         sources = self.sources_for(r)
         failed: list[str] = []  # "mirror X: why" for each mirror that could not serve the image
+        unreachable = True  # every source failed without answering (so far)
         guard = _Guard(self.limits.deadline, self.forbid)
         try:
             for i, source in enumerate(sources):
                 try:
                     result = self._inspect_source(guard, creds, r, source, platform, want, stats)
                 except RegistryError as e:
+                    unreachable = unreachable and e.unreachable
                     if i + 1 < len(sources) and not guard.expired:
                         failed.append(f"mirror {source.mirror.label if source.mirror else source.host}: {e}")
                         continue
                     if failed:
                         raise type(e)(
-                            f"{e} (after {'; '.join(failed)})", transient=e.transient, status=e.status
+                            f"{e} (after {'; '.join(failed)})",
+                            transient=e.transient,
+                            status=e.status,
+                            unreachable=unreachable,
                         ) from None
                     raise
                 break
@@ -1007,6 +1020,7 @@ class _Call:
         self.base = f"{self.source.scheme}://{self.source.host}/v2/{self.source.repository}"
         self.auth_header: str | None = None
         self.token_proven = False  # the current bearer token has worked once (so a 401 means expired)
+        self.answered = False  # some HTTP response came back through this source
         if creds is _UNSET:
             # A mirror is its own registry with its own accounts: use the credentials of its host.
             cred_key = self.source.host if self.source.mirror else ref.registry
@@ -1040,9 +1054,11 @@ class _Call:
         t = max(0.05, min(self.c.timeout, self.guard.remaining()))
         try:
             # verify given per request: a session's own would lose to REQUESTS_CA_BUNDLE from the environment
-            return self.s.get(
+            resp = self.s.get(
                 url, headers=h, stream=True, allow_redirects=False, timeout=(t, t), verify=self.c.verify
             )
+            self.answered = True
+            return resp
         except RegistryError:
             raise
         except Exception:
@@ -1108,7 +1124,9 @@ class _Call:
             except (requests.ConnectionError, requests.Timeout) as e:
                 if attempt >= self.c.retries:
                     what = self.where if self.source.mirror else f"registry {self.where}"
-                    raise RegistryError(f"cannot reach {what}: {_short(e)}", transient=True) from None
+                    raise RegistryError(
+                        f"cannot reach {what}: {_short(e)}", transient=True, unreachable=not self.answered
+                    ) from None
             except requests.RequestException as e:  # a malformed redirect URL, header...: not retried
                 raise RegistryError(f"request to {self.source.host} failed: {_short(e)}") from None
             attempt += 1
