@@ -194,6 +194,9 @@ DNSAUDIT_SCAN_QUEUED_TIMEOUT = env_int("DNSAUDIT_SCAN_QUEUED_TIMEOUT", 3600)
 DNSAUDIT_KEEP_SCANS = env_int("DNSAUDIT_KEEP_SCANS", 10)
 DNSAUDIT_IMAGE_CONCURRENCY = env_int("DNSAUDIT_IMAGE_CONCURRENCY", 8)
 DNSAUDIT_REGISTRY_TIMEOUT = env_int("DNSAUDIT_REGISTRY_TIMEOUT", 15)
+# Seconds a verdict inferred because the registry was unreachable is reused (0: never cached); then the
+# registry is tried again (once per scan). Confirmed verdicts, by digest, never expire.
+DNSAUDIT_INFERRED_VERDICT_TTL = env_int("DNSAUDIT_INFERRED_VERDICT_TTL", 3600)
 # One image inspection (dnsaudit.boundary.registry.RegistryLimits): a deadline that stops it (its sockets are
 # shut down), and what a registry can make a worker read.
 DNSAUDIT_REGISTRY_DEADLINE = env_int("DNSAUDIT_REGISTRY_DEADLINE", 180)
