@@ -59,14 +59,14 @@ def _namespace_credentials(client, inv, problems) -> dict[str, dict[str, list[tu
     for ns, name in _service_account_pull_secrets(client, inv, problems):
         secret_names.setdefault(ns, set()).add(name)
     out: dict[str, dict[str, list[tuple[str, str]]]] = {}
-    denied = False
+    denied: list[str] = []
     for ns, names in sorted(secret_names.items()):
         own: dict[str, list[tuple[str, str]]] = {}
         for secret_name in sorted(names):
             try:
                 secret = client.read_secret(ns, secret_name)
-            except KubeError:
-                denied = True
+            except KubeError as exc:
+                denied.append(f"{ns}/{secret_name}: {exc}")
                 continue
             data = (secret or {}).get("data") or {}
             if ".dockerconfigjson" not in data:
@@ -85,7 +85,7 @@ def _namespace_credentials(client, inv, problems) -> dict[str, dict[str, list[tu
         problems.append(
             _problem(
                 "image pull secrets",
-                "some pull secrets could not be read",
+                f"some pull secrets could not be read ({len(denied)}; first: {denied[0]})",
                 "private images were inspected anonymously; where that failed the verdict is inferred from the image name",
             )
         )
