@@ -56,6 +56,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 
+from dnsaudit.core import permissions
 from dnsaudit.core.model import KubeContext
 
 #: Most output an exec'd command may send (stdout and stderr together): resolv.conf and ``ls /lib`` are tiny.
@@ -186,87 +187,10 @@ _LISTS: dict[str, _ListCall] = {
     ),
 }
 
-#: What ``self_test`` checks: (fact, verb, group, resource, subresource, namespace, what the audit loses).
-SELF_TEST_CHECKS: tuple[tuple[str, str, str, str, str | None, str | None, str], ...] = (
-    (
-        "pods",
-        "list",
-        "",
-        "pods",
-        None,
-        None,
-        "No workload can be audited from running pods; images and digests are unknown.",
-    ),
-    (
-        "workloads",
-        "list",
-        "apps",
-        "deployments",
-        None,
-        None,
-        "Findings cannot be attached to Deployments/StatefulSets/DaemonSets; workloads with no pod are missed.",
-    ),
-    ("cronjobs", "list", "batch", "cronjobs", None, None, "CronJobs (and suspended ones) are not audited."),
-    ("nodes", "list", "", "nodes", None, None, "Node pools, kubelet versions and architectures are unknown."),
-    (
-        "kubelet configz",
-        "get",
-        "",
-        "nodes",
-        "proxy",
-        None,
-        "The kubelet's resolvConf/clusterDNS/clusterDomain are assumed from the cluster's settings, not observed.",
-    ),
-    (
-        "CoreDNS config",
-        "get",
-        "",
-        "configmaps",
-        None,
-        "kube-system",
-        "The CoreDNS variant and any existing template fix are unknown.",
-    ),
-    (
-        "Kyverno",
-        "list",
-        "apiextensions.k8s.io",
-        "customresourcedefinitions",
-        None,
-        None,
-        "Whether Kyverno is installed is unknown, so no cluster-wide policy fix is offered.",
-    ),
-    (
-        "pull secrets",
-        "get",
-        "",
-        "secrets",
-        None,
-        None,
-        "Private images cannot be inspected; their libc stays unknown.",
-    ),
-    # The official client opens exec with a websocket GET: that needs get on pods/exec, and from
-    # Kubernetes 1.35 also create (AuthorizePodWebsocketUpgradeCreatePermission).
-    (
-        "exec reads: node files and verification",
-        "get",
-        "",
-        "pods",
-        "exec",
-        None,
-        "The nodes' search domains cannot be read in pods (they stay entered, inferred or unknown: musl "
-        "workloads that inherit unknown ones are at-risk), and pods cannot be checked against the computed "
-        "resolv.conf. Only used when exec reads are allowed for the cluster (off by default).",
-    ),
-    (
-        "exec reads (Kubernetes 1.35+)",
-        "create",
-        "",
-        "pods",
-        "exec",
-        None,
-        "On Kubernetes 1.35 and later exec reads also need create on pods/exec.",
-    ),
-)
+#: What ``self_test`` checks, derived from the table of every permission a scan uses (the same table
+#: ``manage.py reader-rbac`` prints the ClusterRole from): (fact, verb, group, resource, subresource,
+#: namespace, what the audit loses, resource name).
+SELF_TEST_CHECKS = permissions.SELF_TEST_CHECKS
 
 
 class KubeClient:
@@ -380,10 +304,10 @@ class KubeClient:
             headers["Accept-Encoding"] = "identity"
             resp = original(method, url, headers, *args, **kw)
             if not 200 <= resp.status <= 299:
-                resp.data = self._read_body(
+                resp.data = bytes(self._read_body(
                     resp.response, ERROR_BODY_MAX_BYTES, time.monotonic() + self.limits.response_seconds,
                     truncate=True,
-                )  # fmt: skip
+                ))  # fmt: skip
             return resp
 
         rest.request = request
@@ -401,7 +325,7 @@ class KubeClient:
         truncate: bool = False,
         resource: str | None = None,
         namespace: str | None = None,
-    ) -> bytes:
+    ) -> bytearray:
         """Stream ``raw`` (an unread urllib3 response) into bytes: at most ``limit`` decoded bytes (past it:
         ``TooLarge``, or the first ``limit`` bytes with ``truncate``), before ``deadline`` (``Timeout``).
 
@@ -450,25 +374,28 @@ class KubeClient:
                 if decoder is not None:
                     if decoder.eof:  # trailing bytes after the stream: not part of the body
                         break
-                    room = limit + 1 - len(buf)
-                    try:
-                        chunk = decoder.decompress(chunk, room)
-                    except zlib.error as exc:
-                        raise KubeError(
-                            f"The API server at {server} sent{what} with a corrupt {encoding} encoding.",
-                            transient=False,
-                            reason="InvalidResponse",
-                            resource=resource,
-                            namespace=namespace,
-                        ) from exc
-                buf += chunk
+                    pending = chunk
+                    while pending and len(buf) <= limit:  # decoded 1 MiB at a time: never 2x the cap
+                        try:
+                            buf += decoder.decompress(pending, min(limit + 1 - len(buf), 1 << 20))
+                        except zlib.error as exc:
+                            raise KubeError(
+                                f"The API server at {server} sent{what} with a corrupt {encoding} encoding.",
+                                transient=False,
+                                reason="InvalidResponse",
+                                resource=resource,
+                                namespace=namespace,
+                            ) from exc
+                        pending = decoder.unconsumed_tail
+                else:
+                    buf += chunk
                 if len(buf) > limit or raw_bytes > limit:
                     if truncate:
                         del buf[limit:]
-                        return bytes(buf)
+                        return buf
                     raise self._too_large(limit, what, resource, namespace)
             done = True
-            return bytes(buf)
+            return buf  # not copied: json.loads reads a bytearray
         finally:
             if not done:
                 with contextlib.suppress(Exception):
@@ -815,11 +742,13 @@ class KubeClient:
         """Check each permission the audit uses. One dict per fact:
         ``{"fact", "permission", "allowed", "loss"}`` (``loss``: what the audit loses without it)."""
         out = []
-        for fact, verb, group, resource, sub, ns, loss in SELF_TEST_CHECKS:
-            allowed = self.can_i(verb, resource, group=group, namespace=ns, subresource=sub)
+        for fact, verb, group, resource, sub, ns, loss, name in SELF_TEST_CHECKS:
+            allowed = self.can_i(verb, resource, group=group, namespace=ns, subresource=sub, name=name)
             perm = f"{verb} {resource}{'/' + sub if sub else ''}"
             if group:
                 perm += f" ({group})"
+            if name:
+                perm += f" {name}"
             perm += f" in {ns}" if ns else " (all namespaces)"
             out.append(
                 {"fact": fact, "permission": perm, "allowed": allowed, "loss": "" if allowed else loss}
