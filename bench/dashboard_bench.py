@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
 import re
 import shutil
@@ -579,12 +580,13 @@ def report_rows(r: dict) -> list[tuple[str, list[tuple[str, str, str, str]]]]:
                 "",
             ),
             (
-                "latency p95",
-                f"{load['p95_us'] / 1000:.0f} ms",
+                "latency p95 | gunicorn CPU per request (all workers)",
+                f"{load['p95_us'] / 1000:.0f} ms | {load['server_cpu_ms_per_request']:.1f} ms CPU "
+                f"(x {load['rps']:.0f} req/s = {load['server_cpu_ms_per_request'] * load['rps'] / 1000:.2f} "
+                f"of {os.cpu_count()} CPUs)",
                 "<= 300 ms",
                 verdict(load["p95_us"] / 1000, 300),
             ),
-            ("gunicorn CPU per request (all workers)", f"{load['server_cpu_ms_per_request']:.1f} ms", "", ""),
         ]
     else:
         load_rows = [("load test", load.get("skipped") or load.get("error", "?"), "", "n/a")]

@@ -1,7 +1,8 @@
 """Scan benchmarks (issue 4, "Speed and memory").
 
 ``run_scan``: one large cluster in the test API server (own process). Measures (a) the raw paginated
-listing of its pods with the scanner's client, (b) a full scan (``execute_scan``: claim, read every
+listing of every resource the scan lists (nodes, the workload resources, service accounts) with the
+client, page size and garbage-collector treatment the scan uses (``scan_child.py list --as-scan``), (b) a full scan (``execute_scan``: claim, read every
 resource, kubelet configz, CoreDNS/Kyverno, image verdicts from the pre-seeded cache, DNS probes against
 a scripted loopback resolver, audit, save to PostgreSQL) in a fresh process, (c) that process's peak RSS.
 
@@ -41,8 +42,12 @@ DNS_SCRIPT = {
     ],
 }
 
-#: Proposed changes measured next to the plain run (``BENCH_EXPERIMENT`` of scan_child.py).
-EXPERIMENTS = ("freeze", "freeze,nogc", "freeze,nogc,slim")
+#: Proposed changes measured next to the plain run (``BENCH_EXPERIMENT`` of scan_child.py). None by
+#: default: the GC pause and the slim pods are the product's own now; add flags here to try another.
+EXPERIMENTS: tuple[str, ...] = ()
+#: What a scan lists, in its order (the fair baseline lists exactly these).
+SCAN_LISTS = ("nodes", "deployments", "statefulsets", "daemonsets", "replicasets", "cronjobs", "jobs", "pods",
+              "serviceaccounts")  # fmt: skip
 VERDICT_KEYS = ("status", "pods_seen", "workloads", "affected", "at_risk", "safe", "unknown")
 
 SCAN_FULL = {"pods": 50_000, "namespaces": 200, "images": 300, "nodes": 200, "workloads": 400}
@@ -84,7 +89,7 @@ def _synthetic_verdict(image: str, platform: str, ref: str) -> dict:
     return v.to_dict()
 
 
-def register_cluster(entry: dict, dns_port: int):
+def register_cluster(entry: dict, dns_port: int, *, seed: bool = True):
     """Register a served cluster through the product's kubeconfig import, with the settings an admin
     would enter (node resolv.conf per pool, probe nameserver); seed the image cache for its images.
 
@@ -130,14 +135,19 @@ def register_cluster(entry: dict, dns_port: int):
         objects, inventory.node_pool_index(grouped), node_platform, default_pool=default_pool
     )
     seeds = {}
-    for image, image_id, platform in inv.images:
+    for image, image_id, platform in inv.images if seed else ():
         ref = (resolve_image_id(image_id) if image_id else None) or image
         seeds[f"{ref}@{platform}"] = _synthetic_verdict(image, platform, ref)
     ImageVerdict.objects.bulk_create(
         [ImageVerdict(key=k, verdict=v, confidence="confirmed") for k, v in seeds.items()],
         ignore_conflicts=True,
     )
-    return cluster, {"pods": len(objects["pods"]), "image_keys": len(seeds), "pools": len(grouped)}
+    return cluster, {
+        "pods": len(objects["pods"]),
+        "image_keys": len(seeds),
+        "image_refs": len({i for i, _id, _p in inv.images}),
+        "pools": len(grouped),
+    }
 
 
 def _dns():
@@ -149,7 +159,7 @@ def _dns():
 # --- single large cluster ------------------------------------------------------------------------------------
 
 
-def run_scan(quick: bool, tmp: Path, profile: bool = False) -> dict:
+def run_scan(quick: bool, tmp: Path, profile: bool = True) -> dict:
     from clusters.scan import WORKLOAD_RESOURCES, request_scan
 
     size = SCAN_QUICK if quick else SCAN_FULL
@@ -168,11 +178,18 @@ def run_scan(quick: bool, tmp: Path, profile: bool = False) -> dict:
         raw = _with_server_cpu(
             server, [str(BENCH / "scan_child.py"), "list", kubeconfig, "--resources", "pods"], env
         )
-        # For the analysis: the raw listing of everything the scan reads.
-        everything = ["nodes", *WORKLOAD_RESOURCES]
+        # The fair baseline (a): everything the scan lists, as the scan lists it.
+        assert set(WORKLOAD_RESOURCES) <= set(SCAN_LISTS)
         raw_all = _with_server_cpu(
             server,
-            [str(BENCH / "scan_child.py"), "list", kubeconfig, "--resources", ",".join(everything)],
+            [
+                str(BENCH / "scan_child.py"),
+                "list",
+                kubeconfig,
+                "--resources",
+                ",".join(SCAN_LISTS),
+                "--as-scan",
+            ],
             env,
         )
         # (b) + (c): the full scan in a fresh process.
@@ -203,8 +220,10 @@ def run_scan(quick: bool, tmp: Path, profile: bool = False) -> dict:
             "raw_list_everything": raw_all,
             "scan": scan_out,
             "cache_misses": _misses(miss_log),
-            "ratio": scan_out["seconds"] / raw["seconds"],
-            "ratio_vs_everything": scan_out["seconds"] / raw_all["seconds"],
+            "ratio": scan_out["seconds"] / raw_all["seconds"],
+            "ratio_vs_pods_only": scan_out["seconds"] / raw["seconds"],
+            "workloads_stage_vs_listing": _stage(scan_out, "workloads")
+            / sum(raw_all["seconds_per_resource"][r] for r in WORKLOAD_RESOURCES),
             "peak_rss_mb": scan_out["peak_rss_mb"],
             "targets": {"ratio": 1.3, "peak_rss_mb": 400},
         }
@@ -212,12 +231,17 @@ def run_scan(quick: bool, tmp: Path, profile: bool = False) -> dict:
             scan2, _ = request_scan(cluster, trigger="cli", dispatch_now=False)
             prof = Path(tempfile.gettempdir()) / "dnsaudit-bench-scan.prof"  # kept for pstats/snakeviz
             run_json_child([str(BENCH / "scan_child.py"), "scan", str(scan2.pk), "--profile", str(prof)], env)
-            result["profile"] = _top_functions(prof)
+            result["profile"] = _top_functions(prof, 15)
+            result["profile_cumulative"] = _top_cumulative(prof)
             result["profile_file"] = str(prof)
         return result
     finally:
         dns.stop()
         server.stop()
+
+
+def _stage(scan: dict, name: str) -> float:
+    return sum(s["seconds"] for s in scan["stages"] if s["stage"] == name)
 
 
 def _with_server_cpu(server: KubeServer, args: list[str], env: dict) -> dict:
@@ -246,6 +270,63 @@ def _top_functions(prof: Path, n: int = 30) -> list[dict]:
         )
     rows.sort(key=lambda r: r["tottime"], reverse=True)
     return rows[:n]
+
+
+def _top_cumulative(prof: Path, n: int = 15) -> list[dict]:
+    import pstats
+
+    stats = pstats.Stats(str(prof))
+    rows = []
+    for (file, line, func), (_cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        rows.append(
+            {"function": f"{Path(file).name}:{line}:{func}", "calls": nc, "tottime": tt, "cumtime": ct}
+        )
+    rows.sort(key=lambda r: r["cumtime"], reverse=True)
+    return rows[:n]
+
+
+# --- a closed network: every registry unreachable ------------------------------------------------------------
+
+
+CLOSED_FULL = {"pods": 5_000, "namespaces": 60, "images": 300, "nodes": 50, "workloads": 300}
+CLOSED_QUICK = {"pods": 300, "namespaces": 8, "images": 30, "nodes": 8, "workloads": 30}
+
+
+def run_closed_network(quick: bool, tmp: Path) -> dict:
+    """A scan whose registries are all unreachable (every child's HTTPS proxy is a closed loopback port),
+    with the real registry client and an empty image cache: before (each image tries its registry and
+    nothing is cached, ``BENCH_REGISTRY_PER_IMAGE``), after (once per registry per scan), and a second
+    scan within ``DNSAUDIT_INFERRED_VERDICT_TTL`` (the cache answers)."""
+    from clusters.models import ImageVerdict
+    from clusters.scan import request_scan
+
+    size = CLOSED_QUICK if quick else CLOSED_FULL
+    env = offline_env({"BENCH_REAL_REGISTRY": "1"})
+    server = start_kube_server(tmp / "closed-kube", [{**size, "name": "closed-network"}], env)
+    dns = _dns()
+    try:
+        cluster, seeded = register_cluster(server.fleet["clusters"][0], dns.port, seed=False)
+        out: dict = {"cluster": {**size, **seeded}}
+        for label, extra in (
+            ("before", {"BENCH_REGISTRY_PER_IMAGE": "1"}),
+            ("after", {}),
+            ("after_second_scan", {}),
+        ):
+            if label != "after_second_scan":
+                ImageVerdict.objects.all().delete()
+            scan, _ = request_scan(cluster, trigger="cli", dispatch_now=False)
+            r = run_json_child([str(BENCH / "scan_child.py"), "scan", str(scan.pk)], {**env, **extra})
+            out[label] = {
+                "seconds": r["seconds"],
+                "images_stage_seconds": _stage(r, "images"),
+                "status": r["status"],
+                "unknown": r["unknown"],
+                "cached_inferred": ImageVerdict.objects.filter(confidence="inferred").count(),
+            }
+        return out
+    finally:
+        dns.stop()
+        server.stop()
 
 
 # --- fleet with a real Celery worker ----------------------------------------------------------------------

@@ -1,13 +1,17 @@
 """One measured operation in a fresh process; prints one JSON line (the parent reads the last one).
 
-    python bench/scan_child.py list KUBECONFIG [--resources pods,nodes,...]
+    python bench/scan_child.py list KUBECONFIG [--resources pods,nodes,...] [--as-scan]
     python bench/scan_child.py scan SCAN_ID [--profile PATH]
 
 ``list``: the raw paginated listing with the scanner's own client (``KubeClient.iter_list``), timed.
+``--as-scan`` lists as the scan does: the client built as the scan builds it (``kube_limits()``), the
+default page size, and the cyclic collector paused (``gc_paused``) for the workload resources exactly as
+``list_workloads`` pauses it: the fair baseline (a) of the benchmark.
 ``BENCH_EXPERIMENT`` runs either under a proposed change (see ``_maybe_freeze``).
 ``scan``: ``clusters.scan.execute_scan`` (claim, read, audit, save), timed, with the time and RSS at
 each stage change (the scan's own progress stages) and the process's peak RSS (VmHWM). Registry calls
-are intercepted by ``bench/guard.py`` and counted as cache misses. ``--profile`` writes cProfile stats.
+are intercepted by ``bench/guard.py`` and counted as cache misses. ``--profile`` writes cProfile stats
+of the workloads stage (``list_workloads``: listing, trimming, inventory) only.
 """
 
 from __future__ import annotations
@@ -27,25 +31,47 @@ def _rss_mb(field: str) -> float:
     return int(m.group(1)) / 1024 if m else float("nan")
 
 
-def do_list(kubeconfig: str, resources: list[str]) -> dict:
+def do_list(kubeconfig: str, resources: list[str], as_scan: bool = False) -> dict:
+    import contextlib
+
     from dnsaudit.boundary.kube import KubeClient
     from dnsaudit.core.kubeconfig import parse_kubeconfig
 
     parsed = parse_kubeconfig(Path(kubeconfig).read_text())
     ctx = parsed.context(parsed.default_context())
     _warm_client(ctx)
+    paused_for: set[str] = set()
+    if as_scan:
+        import django
+
+        django.setup()
+        from clusters.scan.progress import gc_paused, kube_limits
+        from clusters.scan.stages.listing import WORKLOAD_RESOURCES
+
+        def make_client():
+            return KubeClient.from_context(ctx, limits=kube_limits())
+
+        paused_for = set(WORKLOAD_RESOURCES)
+    else:
+        gc_paused = None  # type: ignore[assignment]
+
+        def make_client():
+            return KubeClient.from_context(ctx, timeout=60)
+
     _maybe_freeze("list")
     baseline = _rss_mb("VmRSS")
     counts: dict[str, int] = {}
     per: dict[str, float] = {}
     cpu0 = _cpu()
     t0 = time.perf_counter()
-    with _gc_paused(), KubeClient.from_context(ctx, timeout=60) as client:
+    with _gc_paused(), make_client() as client:
         for resource in resources:
             n = 0
             t = time.perf_counter()
-            for _ in client.iter_list(resource):
-                n += 1
+            pause = gc_paused() if resource in paused_for else contextlib.nullcontext()
+            with pause:
+                for _ in client.iter_list(resource):
+                    n += 1
             counts[resource] = n
             per[resource] = time.perf_counter() - t
     seconds = time.perf_counter() - t0
@@ -124,6 +150,16 @@ def slim_pod(pod: dict) -> dict:
     return product_slim_pod(pod)
 
 
+def _per_image_registry_failures() -> None:
+    """The behaviour before issue 12 (the "before" figure of the closed-network benchmark): every image
+    tries its registry itself, and nothing inferred is cached."""
+    from clusters.scan.stages import images
+
+    images.Reachability.enter = lambda self, registry: (False, None)  # type: ignore[method-assign]
+    images.Reachability.done = lambda self, registry, why: None  # type: ignore[method-assign]
+    images.inferred_verdict_ttl = lambda: 0.0
+
+
 def _cpu() -> float:
     import resource
 
@@ -135,9 +171,12 @@ def do_scan(scan_id: int, profile: str | None) -> dict:
     import django
 
     django.setup()
-    import guard
+    if os.environ.get("BENCH_REAL_REGISTRY") != "1":
+        import guard
 
-    guard.install()
+        guard.install()
+    if os.environ.get("BENCH_REGISTRY_PER_IMAGE") == "1":
+        _per_image_registry_failures()
     # A worker imports these on its first scan and keeps them: import them before the clock starts, as
     # the raw listing child does for its client, so (b) and (a) compare steady states.
     import dnsaudit.boundary.dns
@@ -169,8 +208,19 @@ def do_scan(scan_id: int, profile: str | None) -> dict:
     if profile:
         import cProfile
 
+        from clusters.scan import pipeline
+
         profiler = cProfile.Profile()
-        profiler.enable()
+        listing = pipeline.list_workloads
+
+        def profiled_list_workloads(*a, **kw):
+            profiler.enable()
+            try:
+                return listing(*a, **kw)
+            finally:
+                profiler.disable()
+
+        pipeline.list_workloads = profiled_list_workloads
     cpu0 = _cpu()
     t0 = time.perf_counter()
     with _gc_paused():
@@ -178,7 +228,6 @@ def do_scan(scan_id: int, profile: str | None) -> dict:
     seconds = time.perf_counter() - t0
     cpu = _cpu() - cpu0
     if profiler is not None:
-        profiler.disable()
         profiler.dump_stats(profile)
     scan = Scan.objects.get(pk=scan_id) if scan is None else scan
     # Durations per stage: from its start to the next stage's start (the last one ends with the scan).
@@ -210,13 +259,14 @@ def main() -> int:
     lp = sub.add_parser("list")
     lp.add_argument("kubeconfig")
     lp.add_argument("--resources", default="pods")
+    lp.add_argument("--as-scan", action="store_true")
     sp = sub.add_parser("scan")
     sp.add_argument("scan_id", type=int)
     sp.add_argument("--profile")
     args = ap.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dnsaudit.settings")
     if args.mode == "list":
-        out = do_list(args.kubeconfig, args.resources.split(","))
+        out = do_list(args.kubeconfig, args.resources.split(","), args.as_scan)
     else:
         out = do_scan(args.scan_id, args.profile)
     print(json.dumps(out), flush=True)
