@@ -7,4 +7,10 @@ class ClustersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
         from . import checks  # noqa: F401  (registers the system checks)
+        from .incluster import post_migrate as register_in_cluster
+
+        # In-cluster mode (DNSAUDIT_IN_CLUSTER): the cluster dnsaudit runs in is registered after migrate.
+        post_migrate.connect(register_in_cluster, sender=self, dispatch_uid="dnsaudit-in-cluster")

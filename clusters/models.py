@@ -66,6 +66,17 @@ class Cluster(models.Model):
     context = models.CharField(max_length=253)
     server = models.CharField(max_length=2048)
     kubeconfig_encrypted = models.TextField(help_text="Fernet token of the minimal one-context kubeconfig")
+    #: Where a scan's credentials come from: the stored kubeconfig, or (in-cluster mode, a server-side
+    #: setting) the pod's service-account directory, re-read for every scan (``clusters.incluster``).
+    KUBECONFIG = "kubeconfig"
+    SERVICE_ACCOUNT = "service-account"
+    credentials = models.CharField(
+        max_length=16,
+        choices=[(KUBECONFIG, "stored kubeconfig"), (SERVICE_ACCOUNT, "the pod's service account")],
+        default=KUBECONFIG,
+        help_text="service-account: in-cluster mode (DNSAUDIT_IN_CLUSTER); the token is read from "
+        "DNSAUDIT_SERVICE_ACCOUNT_DIR for every scan, never stored",
+    )
     summary = models.JSONField(
         default=dict, help_text="sanitized: server, context, user, auth kind, CA fingerprint"
     )

@@ -159,8 +159,21 @@ def load_context(cluster: Cluster) -> KubeContext:
     """Decrypt and re-validate ``cluster``'s stored kubeconfig (the scanner's way in).
 
     Re-validation means a row written by other means (or tampered with) still cannot carry a command or
-    a file path to the client. Raises DecryptionError, KubeconfigError or RegistryError.
+    a file path to the client. A cluster of in-cluster mode (``credentials == service-account``) is read
+    from the pod's service-account directory instead (``clusters.incluster``). Raises DecryptionError,
+    KubeconfigError, RegistryError or InClusterError (all ValueErrors).
     """
+    if cluster.credentials == Cluster.SERVICE_ACCOUNT:
+        # In-cluster mode: the pod's service account, read now (a projected token rotates). The directory
+        # is the server's setting (DNSAUDIT_SERVICE_ACCOUNT_DIR), never a path stored with the cluster.
+        from clusters import incluster
+
+        if not incluster.enabled():
+            raise RegistryError(
+                f"cluster {cluster.name!r} uses the pod's service account, but in-cluster mode is off "
+                "(DNSAUDIT_IN_CLUSTER)"
+            )
+        return incluster.service_account_context(cluster.name)
     text = crypto.decrypt(cluster.kubeconfig_encrypted)
     kubeconfig = parse_kubeconfig(text, max_bytes=settings.DNSAUDIT_KUBECONFIG_MAX_BYTES)
     if cluster.context not in kubeconfig.contexts:
