@@ -136,7 +136,11 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def _load_yaml(text: str) -> Any:
-    loader = _StrictLoader(text)
+    try:
+        # The reader checks the characters here already (ReaderError: a control character).
+        loader = _StrictLoader(text)
+    except yaml.YAMLError:
+        raise KubeconfigError("not valid YAML: it holds characters YAML does not allow") from None
     try:
         return loader.get_single_data()
     except KubeconfigError:

@@ -494,10 +494,14 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 def command_from_config(config: dict) -> tuple[str | None, list[str]]:
     """``(argv0, PATH dirs)`` from an image config blob (``config.Entrypoint`` first, else ``Cmd``)."""
-    c = (config or {}).get("config") or {}
-    argv = (c.get("Entrypoint") or []) or (c.get("Cmd") or [])
+    # A registry's JSON: any field may be of any type.
+    c = config.get("config") if isinstance(config, dict) else None
+    c = c if isinstance(c, dict) else {}
+    entry, cmd = c.get("Entrypoint"), c.get("Cmd")
+    argv = (entry if isinstance(entry, list) else []) or (cmd if isinstance(cmd, list) else [])
     path = DEFAULT_PATH
-    for env in c.get("Env") or []:
+    env_list = c.get("Env")
+    for env in env_list if isinstance(env_list, list) else []:
         if isinstance(env, str) and env.startswith("PATH="):
             path = env[5:]
     argv0 = argv[0] if argv and isinstance(argv[0], str) else None
@@ -524,7 +528,7 @@ class LibcDetector:
     """
 
     def __init__(self, config: dict | None = None) -> None:
-        self.config = config or {}
+        self.config = config if isinstance(config, dict) else {}
         self.argv0, self.path_dirs = command_from_config(self.config)
         self.view = LayerView()
         self.layers_fed = 0
@@ -536,7 +540,9 @@ class LibcDetector:
             elif "/" not in self.argv0:
                 self._entry_candidates = [posixpath.join(d, self.argv0) for d in self.path_dirs]
             else:  # relative with a slash: relative to WorkingDir
-                wd = ((self.config.get("config") or {}).get("WorkingDir")) or "/"
+                inner = self.config.get("config")
+                wd = inner.get("WorkingDir") if isinstance(inner, dict) else None
+                wd = wd if isinstance(wd, str) and wd else "/"
                 self._entry_candidates = [normalise(posixpath.join(wd, self.argv0))]
         self._wanted_exact |= set(self._entry_candidates)
 

@@ -203,7 +203,10 @@ def workload_from_object(obj: Any, default_namespace: str = "default") -> Worklo
         raise ValueError(f"{kind} {meta['name']} has no {'.'.join(path)}")
     containers: list[Container] = []
     for group in ("initContainers", "containers"):
-        for c in spec.get(group) or []:
+        items = spec.get(group) or []
+        if not isinstance(items, list):
+            raise ValueError(f"{kind} {meta['name']}: {group} must be a list")
+        for c in items:
             if not isinstance(c, dict) or not c.get("image"):
                 raise ValueError(f"{kind} {meta['name']}: a container in {group} has no image")
             containers.append(Container(name=str(c.get("name") or ""), image=str(c["image"])))
@@ -222,8 +225,14 @@ def workload_from_object(obj: Any, default_namespace: str = "default") -> Worklo
         labels=dict(labels) if isinstance(labels, dict) else {},
         api_version=str(obj.get("apiVersion") or ("v1" if kind == "Pod" else "apps/v1")),
         pod_spec_path=path,
-        replicas=(obj.get("spec") or {}).get("replicas") if kind != "Pod" else None,
+        replicas=_replicas(obj) if kind != "Pod" else None,
     )
+
+
+def _replicas(obj: dict) -> int | None:
+    spec = obj.get("spec")
+    replicas = spec.get("replicas") if isinstance(spec, dict) else None
+    return replicas if isinstance(replicas, int) and not isinstance(replicas, bool) else None
 
 
 # --- auditing ----------------------------------------------------------------------------------------------

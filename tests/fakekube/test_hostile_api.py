@@ -224,3 +224,48 @@ def test_malformed_pages_are_invalid_responses(pods, monkeypatch, page):
     with client(pods) as kc, pytest.raises(KubeError) as err:
         list(kc.iter_list("pods"))
     assert err.value.reason == "InvalidResponse"
+
+
+MEMORY_PROBE = r"""
+import gc, resource, sys
+from dnsaudit.boundary.kube import KubeClient, KubeError
+from dnsaudit.fakekube import objects as o
+from dnsaudit.fakekube.pytest_fixtures import context_for
+from dnsaudit.fakekube.server import FakeKube
+
+def rss():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+with FakeKube() as fake:
+    fake.reset([o.namespace("app")])
+    kc = KubeClient.from_context(context_for(fake, "admin"), timeout=30)
+    list(kc.iter_list("pods"))  # connection, client and imports warmed up
+    fake.faults.huge_body(r"^/api/v1/pods\?", size=300 << 20, gzip=sys.argv[1] == "gzip")
+    real = kc._read_body
+    def undeclared(raw, *a, **kw):
+        raw.headers.pop("Content-Length", None)  # read it: no refusal from the declared length
+        return real(raw, *a, **kw)
+    kc._read_body = undeclared
+    gc.collect()
+    base = rss()
+    try:
+        list(kc.iter_list("pods"))
+    except KubeError as exc:
+        assert exc.reason == "TooLarge", exc
+    print(rss() - base)
+"""
+
+
+@pytest.mark.parametrize("mode", ["plain", "gzip"])
+def test_the_worker_memory_for_a_300_mb_body_is_the_cap(mode):
+    """The figure for the README: a fresh interpreter reads a 300 MB body (streamed, no length declared)
+    or a gzip bomb decoding to 300 MB, with the default 32 MiB cap; its peak RSS grows by about the cap
+    (measured: +36 MiB and +33 MiB)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, mode], capture_output=True, text=True, timeout=120, check=True
+    )
+    grew = int(out.stdout.strip().splitlines()[-1])
+    assert grew < KubeLimits().max_response_bytes + 24 * MiB, f"+{grew / MiB:.0f} MiB"
