@@ -4,6 +4,8 @@ permission self-test, scan settings, delete. The kubeconfig is validated and sto
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
@@ -16,6 +18,10 @@ from ..models import Cluster, NodePoolResult
 from .common import get_cluster, is_htmx
 
 ALL_CONTEXTS = "__all__"
+
+
+#: A kubeconfig refused for its credential plugin (what EKS, GKE and AKS hand out).
+_PLUGIN_REFUSED = re.compile(r"exec credential plugins|auth-provider plugins")
 
 
 @require_http_methods(["GET", "POST"])
@@ -54,6 +60,11 @@ def cluster_add(request: HttpRequest) -> HttpResponse:
             )
         except (KubeconfigError, ValueError) as exc:  # registry errors are ValueErrors with a user message
             form.add_error(None, str(exc))
+            if isinstance(exc, KubeconfigError) and _PLUGIN_REFUSED.search(str(exc)):
+                # EKS/GKE/AKS kubeconfigs: show how to give dnsaudit its own read-only token instead.
+                from dnsaudit.core.permissions import kubeconfig_steps
+
+                context["reader_help"] = kubeconfig_steps()
             if choice:
                 context.update(
                     contexts=parsed.contexts if parsed else None,

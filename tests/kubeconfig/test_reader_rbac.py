@@ -21,6 +21,7 @@ from dnsaudit.core.kubeconfig import parse_kubeconfig
 from dnsaudit.fakekube.auth import Rule
 from tests.scans.conftest import _scan_environment, upstream_dns  # noqa: F401  (the scan tests' setup)
 from tests.scans.helpers import register, run_scan
+from tests.web.conftest import client_as, fast_password_hashing, users  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -173,3 +174,28 @@ def test_removing_any_one_rule_makes_a_stage_report_the_missing_permission(
     rules = to_rules(role[:index] + role[index + 1 :])
     scan = scan_as(fakekube_fleet, upstream_dns, rules, allow_exec=True, name=f"without-{index}")
     assert forbidden(scan, removed["resources"][0]), f"nothing reported without {removed}: {scan.problems}"
+
+
+@pytest.mark.parametrize(
+    "user",
+    [
+        {"exec": {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": "aws", "args": ["eks"]}},
+        {"auth-provider": {"name": "gcp", "config": {}}},
+    ],
+    ids=["exec", "auth-provider"],
+)
+def test_the_add_page_shows_how_to_get_a_read_only_token_when_a_plugin_is_refused(client_as, user):  # noqa: F811
+    from django.urls import reverse
+
+    from tests.kubeconfig import factory as kc
+
+    admin = client_as("admin")
+    page = admin.post(reverse("clusters:add"), {"kubeconfig_text": kc.dump(kc.doc(user=user)), "name": "eks"})
+    assert page.status_code == 400
+    html = page.content.decode()
+    assert "this is how to give dnsaudit its own read-only token" in html.lower()
+    assert "kubectl create token dnsaudit-reader -n dnsaudit --duration=" in html
+    assert "reader-rbac" in html
+    # Other refusals do not show it.
+    other = admin.post(reverse("clusters:add"), {"kubeconfig_text": "not: [a, kubeconfig", "name": "x"})
+    assert other.status_code == 400 and "read-only token" not in other.content.decode()
