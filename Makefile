@@ -18,11 +18,12 @@ venv: $(VENV)/.installed
 system-deps:
 	scripts/install-system-deps.sh
 
-## Run the dashboard at http://127.0.0.1:8000 on SQLite with in-process scans and a demo fleet.
+## Run the dashboard at http://127.0.0.1:$(PORT) (PORT=8000 unless given: make run PORT=8001) on SQLite with in-process scans and a demo fleet.
+PORT ?= 8000
 run: venv
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ensure-admin
-	$(PY) manage.py demo --serve --addr 127.0.0.1:8000
+	$(PY) manage.py demo --serve --addr 127.0.0.1:$(PORT)
 
 lint: venv
 	$(VENV)/bin/ruff check .
