@@ -169,7 +169,14 @@ def _unreachable_message(cluster: Cluster, exc: Exception) -> str:
         what = "the API server sent a response dnsaudit refuses"
     else:
         what = "the API server could not be reached"
-    return (
-        f"{what} at {cluster.server}: {exc}. No verdicts were computed; the previous report (if any) stays "
-        "in place."
+    detail = str(exc).rstrip(". ")
+    # The boundary's message usually names the server already ("Could not reach the API server at X: …"):
+    # say it once.
+    head = f"{what}: {detail}" if cluster.server in detail else f"{what} at {cluster.server}: {detail}"
+    demo = (
+        " This is a demo cluster: it is served by `make run` (manage.py demo --serve) and exists only while that "
+        "runs."
+        if getattr(cluster, "is_demo", False) and what.endswith("could not be reached")
+        else ""
     )
+    return f"{head}. No verdicts were computed; the previous report (if any) stays in place.{demo}"

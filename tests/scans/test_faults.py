@@ -54,9 +54,21 @@ def test_api_unreachable_at_start_fails_clearly_and_keeps_the_report(clean):
     bad = run_scan(cluster)
     assert bad.status == Scan.FAILED
     assert "could not be reached" in bad.error and cluster.server in bad.error
+    assert bad.error.count(cluster.server) == 1, bad.error  # said once, not "at X: … at X"
     assert "previous report" in bad.error
+    assert "demo cluster" not in bad.error
     assert bad.workloads.count() == 0 and bad.node_pools.count() == 0
     assert_last_good(cluster, good)
+
+
+def test_an_unreachable_demo_cluster_says_it_lives_only_while_make_run_runs(clean):
+    fake, cluster, _good = clean
+    cluster.is_demo = True
+    cluster.save()
+    fake.faults.down = True
+    bad = run_scan(cluster)
+    assert bad.status == Scan.FAILED
+    assert "demo cluster" in bad.error and "make run" in bad.error
 
 
 def test_unreachable_mid_pagination_is_retried(clean):
