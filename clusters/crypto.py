@@ -47,7 +47,8 @@ def _dev_key(var_dir: Path) -> str:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         key = path.read_text().strip()
-        log.info("DNSAUDIT_FERNET_KEYS is not set: using the development key kept in %s", path)
+        # Said once, when the key is generated (a warning); every later command stays quiet about it.
+        log.debug("DNSAUDIT_FERNET_KEYS is not set: using the development key kept in %s", path)
         _dev_keys[path] = key
         return key
     with os.fdopen(fd, "w") as fh:
