@@ -78,10 +78,15 @@ class PoolNodes:
     os: str = "linux"
 
 
+#: ``isinstance(x, _MAP)``: a dict (what JSON gives) is recognised without the ABC machinery of
+#: ``Mapping`` (millions of checks per large cluster); any other Mapping still counts.
+_MAP = (dict, Mapping)
+
+
 def _get(obj: Mapping, *path: str, default=None):
     cur = obj
     for key in path:
-        if not isinstance(cur, Mapping):
+        if not isinstance(cur, _MAP):
             return default
         cur = cur.get(key)
         if cur is None:
@@ -214,7 +219,7 @@ class _Refused(Exception):
 
 
 def _as_map(value: object) -> Mapping:
-    return value if isinstance(value, Mapping) else {}
+    return value if isinstance(value, _MAP) else {}
 
 
 def _as_list(value: object) -> list:
@@ -235,7 +240,7 @@ def _clean_containers(items: object, key: str) -> list[dict]:
         raise _Refused(f"{key} is not a list:", items)
     out = []
     for c in items:
-        if not isinstance(c, Mapping):
+        if not isinstance(c, _MAP):
             raise _Refused(f"an entry of {key} is not an object:", c)
         name, image = c.get("name"), c.get("image")
         if image is None:
@@ -249,7 +254,7 @@ def _clean_containers(items: object, key: str) -> list[dict]:
 
 
 def _clean_dns_config(dc: object) -> dict:
-    if not isinstance(dc, Mapping):
+    if not isinstance(dc, _MAP):
         raise _Refused("dnsConfig is not an object:", dc)
     out: dict = {}
     for key in ("nameservers", "searches"):
@@ -268,7 +273,7 @@ def _clean_dns_config(dc: object) -> dict:
             raise _Refused("dnsConfig.options is not a list:", options)
         out["options"] = []
         for opt in options:
-            if not isinstance(opt, Mapping):
+            if not isinstance(opt, _MAP):
                 raise _Refused("a dnsConfig option is not an object:", opt)
             name, value = opt.get("name"), opt.get("value")
             if not isinstance(name, str) or not _OPTION_NAME.fullmatch(name):
@@ -282,7 +287,7 @@ def _clean_dns_config(dc: object) -> dict:
 def _clean_pod_spec(spec: object) -> dict:
     if spec is None:
         spec = {}
-    if not isinstance(spec, Mapping):
+    if not isinstance(spec, _MAP):
         raise _Refused("the pod spec is not an object:", spec)
     out: dict = {
         "containers": _clean_containers(spec.get("containers"), "containers"),
@@ -313,7 +318,7 @@ def _clean_pod_spec(spec: object) -> dict:
             raise _Refused("imagePullSecrets is not a list:", secrets)
         out["imagePullSecrets"] = []
         for ref in secrets:
-            name = ref.get("name") if isinstance(ref, Mapping) else ref
+            name = ref.get("name") if isinstance(ref, _MAP) else ref
             if name is None or name == "":
                 continue
             if not valid_name(name):
@@ -324,7 +329,7 @@ def _clean_pod_spec(spec: object) -> dict:
 
 def _clean_object(obj: object, kind: str, refusals: _Refusals) -> dict | None:
     """A checked copy of one listed object with only what the inventory reads; None when refused."""
-    if not isinstance(obj, Mapping):
+    if not isinstance(obj, _MAP):
         refusals.add("objects", f"a {kind}", "not an object:", obj)
         return None
     meta = _as_map(obj.get("metadata"))
@@ -347,7 +352,7 @@ def _clean_object(obj: object, kind: str, refusals: _Refusals) -> dict | None:
         refusals.add("owners", where, "ownerReferences is not a list:", refs)
         refs = None
     for ref in refs or ():
-        if not isinstance(ref, Mapping):
+        if not isinstance(ref, _MAP):
             refusals.add("owners", where, "an owner reference is not an object:", ref)
             owners = []
             break
@@ -394,7 +399,7 @@ def _clean_object(obj: object, kind: str, refusals: _Refusals) -> dict | None:
     for key in ("containerStatuses", "initContainerStatuses"):
         statuses = []
         for st in _as_list(status.get(key)):
-            if not isinstance(st, Mapping) or not valid_container_name(st.get("name")):
+            if not isinstance(st, _MAP) or not valid_container_name(st.get("name")):
                 continue  # a status of no container of the spec: nothing reads it
             entry: dict = {"name": st["name"]}
             image_id = st.get("imageID")
@@ -427,7 +432,7 @@ def slim_pod(pod: Mapping) -> dict:
         if not isinstance(items, list):
             return items  # refused or ignored by build_inventory's checks
         return [
-            {"name": c.get("name", ""), "image": c.get("image", "")} if isinstance(c, Mapping) else c
+            {"name": c.get("name", ""), "image": c.get("image", "")} if isinstance(c, _MAP) else c
             for c in items
         ]
 
@@ -441,7 +446,7 @@ def slim_pod(pod: Mapping) -> dict:
         "labels": meta.get("labels") or {},
         "ownerReferences": [
             {"kind": r.get("kind"), "name": r.get("name"), "controller": r.get("controller")}
-            if isinstance(r, Mapping)
+            if isinstance(r, _MAP)
             else r
             for r in refs
         ]
@@ -471,7 +476,7 @@ def slim_pod(pod: Mapping) -> dict:
                         ),
                     }
                     for c in _as_list(status.get(k))
-                    if isinstance(c, Mapping)
+                    if isinstance(c, _MAP)
                 ]
                 for k in ("containerStatuses", "initContainerStatuses")
             },
@@ -577,7 +582,7 @@ def _container_running(status: Mapping) -> bool:
     if "running" in status:
         return bool(status["running"])
     state = status.get("state")
-    return "running" in state if isinstance(state, Mapping) else True
+    return "running" in state if isinstance(state, _MAP) else True
 
 
 def node_file_candidate(pod: Mapping) -> tuple[str, NodeFileCandidate] | None:
@@ -592,14 +597,14 @@ def node_file_candidate(pod: Mapping) -> tuple[str, NodeFileCandidate] | None:
     dns_policy = spec.get("dnsPolicy") or "ClusterFirst"
     host_network = bool(spec.get("hostNetwork"))
     dns_config = spec.get("dnsConfig")
-    dns_config = dns_config if isinstance(dns_config, Mapping) else None
+    dns_config = dns_config if isinstance(dns_config, _MAP) else None
     category = candidate_category(dns_policy=dns_policy, host_network=host_network, dns_config=dns_config)
     if category is None:
         return None
     running = {
         st.get("name"): _container_running(st)
         for st in _get(pod, "status", "containerStatuses", default=()) or ()
-        if isinstance(st, Mapping)
+        if isinstance(st, _MAP)
     }
     pairs = [
         (c.get("name", ""), c.get("image", ""))
