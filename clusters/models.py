@@ -275,7 +275,8 @@ class WorkloadResult(models.Model):
 
     scan = models.ForeignKey(Scan, on_delete=models.CASCADE, related_name="workloads")
     namespace = models.CharField(max_length=253)
-    kind = models.CharField(max_length=32)
+    # A kind is a DNS-1035 label when lower-cased (the API server validates CRD kinds so): up to 63.
+    kind = models.CharField(max_length=63)
     name = models.CharField(max_length=253)
     node_pool = models.CharField(max_length=253, blank=True)
     risk = models.CharField(max_length=16, choices=[(r, r) for r in RISKS])
