@@ -823,6 +823,10 @@ def build_inventory(
                 api_version=api_version,
                 pod_spec_path=path,
                 node_pool=pool_votes.most_common(1)[0][0] if pool_votes else default_pool,
+                service_account=spec.get("serviceAccountName") or spec.get("serviceAccount") or "default",
+                pull_secrets=tuple(
+                    sorted({str(x["name"]) for x in spec.get("imagePullSecrets") or () if x.get("name")})
+                ),
                 replicas=replicas if isinstance(replicas, int) else None,
             )
         )

@@ -115,6 +115,10 @@ class Workload:
     pod_spec_path: tuple[str, ...] = ("spec", "template", "spec")
     node_pool: str | None = None
     replicas: int | None = None
+    #: The pod template's ``serviceAccountName`` and ``imagePullSecrets`` names: the credentials its pods
+    #: pull with (the ServiceAccount's own imagePullSecrets are added to a pod when it is created).
+    service_account: str = "default"
+    pull_secrets: tuple[str, ...] = ()
 
 
 # --- image libc ------------------------------------------------------------------------------------

@@ -136,3 +136,43 @@ def test_a_later_namespace_never_overrides_an_earlier_ones_credentials(
     assert (a["libc"], a["confidence"]) == ("musl", "confirmed")  # team-a's own secret, not team-b's
     b, evidence = _container(scan, "team-b/Deployment/app")
     assert b["confidence"] == "inferred" and "refused credentials" in evidence  # team-b's own (wrong) one
+
+
+def test_a_workloads_pull_secret_is_not_lent_to_another_workload_of_its_namespace(
+    fakekube, basic_registry, upstream_dns
+):
+    """As the kubelet does: a pod pulls with its own imagePullSecrets and its service account's, not with a
+    secret that another workload of the same namespace names. ``shop/with-secret`` names regcred;
+    ``shop/without`` runs another private image on the same registry and names none: it must be read
+    anonymously (refused: inferred), not with its neighbour's secret."""
+    push = imagebuild.Pusher(basic_registry.url, auth=(USER, PASSWORD))
+    digests = {
+        "with-secret": push.image("shop/with-secret", "1", imagebuild.alpine("1.2.3-r4", "3.16.9"))[0],
+        "without": push.image("shop/without", "1", imagebuild.alpine("1.2.4-r3", "3.18.4"))[0],
+    }
+    nodes = ["node-a"]
+    place = Placement(nodes, {"node-a": "10.10.1.11"})
+    objs = [o.namespace("shop"), o.node("node-a", NodeInfo(), ip="10.10.1.11")]
+    objs.append(o.pull_secret("shop", "regcred", basic_registry.host, USER, PASSWORD))
+    for name, secrets in (("with-secret", ("regcred",)), ("without", ())):
+        objs += o.deployment(
+            "shop",
+            name,
+            [C("app", f"{basic_registry.host}/shop/{name}:1")],
+            place,
+            replicas=1,
+            opts=PodOpts(image_pull_secrets=secrets),
+        )
+    for x in objs:
+        if x["kind"] == "Pod":
+            name = x["metadata"]["name"].rsplit("-", 2)[0]
+            for st in x["status"]["containerStatuses"]:
+                st["imageID"] = f"{basic_registry.host}/shop/{name}@{digests[name]}"
+    fakekube.default.reset(objs)
+    spec = single_pool_spec(objs, nodes)
+    scan = run_scan(register(fakekube.default, spec, upstream_dns(spec), user="admin", name="shop"))
+    with_secret, _ = _container(scan, "shop/Deployment/with-secret")
+    without, evidence = _container(scan, "shop/Deployment/without")
+    assert with_secret["confidence"] == "confirmed" and with_secret["musl_version"] == "1.2.3"
+    assert without["confidence"] == "inferred"
+    assert "401" in evidence or "credentials" in evidence

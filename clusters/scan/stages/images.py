@@ -19,12 +19,13 @@ from ..progress import _problem, _retry
 logger = logging.getLogger(__name__)
 
 
-def _service_account_pull_secrets(client, inv, problems) -> list[tuple[str, str]]:
-    """``(namespace, secret)`` for the imagePullSecrets of the service accounts the workloads run as."""
+def _service_account_pull_secrets(client, inv, problems) -> dict[tuple[str, str], list[str]]:
+    """``{(namespace, service account): [secret names]}``: the imagePullSecrets of the service accounts the
+    workloads run as (the ServiceAccount admission adds them to each pod it creates)."""
     from dnsaudit.boundary.kube import KubeError
 
     if not inv.service_accounts:
-        return []
+        return {}
     try:
         accounts = _retry(lambda: list(client.iter_list("serviceaccounts")))
     except KubeError as exc:
@@ -36,51 +37,50 @@ def _service_account_pull_secrets(client, inv, problems) -> list[tuple[str, str]
                 "imagePullSecrets of their own were inspected anonymously",
             )
         )
-        return []
-    out = []
+        return {}
+    out: dict[tuple[str, str], list[str]] = {}
     for sa in accounts:
         meta = sa.get("metadata") or {}
         if meta.get("name") in inv.service_accounts.get(meta.get("namespace"), ()):
-            out.extend(
-                (meta["namespace"], s["name"]) for s in sa.get("imagePullSecrets") or () if s.get("name")
-            )
+            out[(meta["namespace"], meta["name"])] = [
+                s["name"] for s in sa.get("imagePullSecrets") or () if isinstance(s, dict) and s.get("name")
+            ]
     return out
 
 
-def _namespace_credentials(client, inv, problems) -> dict[str, dict[str, list[tuple[str, str]]]]:
-    """``{namespace: {registry: [(user, password), ...]}}`` from the pull secrets that namespace's pods and
-    service accounts name, as the kubelet uses them: a namespace's secrets are never lent to another, and
-    when two of its secrets hold credentials for the same registry both are kept (tried in turn), so a
-    later secret never overrides an earlier one."""
+Credentials = dict[str, list[tuple[str, str]]]  # registry -> [(user, password), ...], tried in turn
+
+
+def _workload_credentials(client, inv, problems) -> dict[tuple[str, str, str], Credentials]:
+    """``{(namespace, kind, name): {registry: [(user, password), ...]}}``: per workload, the pull secrets its
+    pods use, as the kubelet does — the pod template's imagePullSecrets and its service account's, in its
+    own namespace. A workload's secrets are never lent to another workload (not even in its namespace);
+    when two of its secrets hold credentials for the same registry both are kept (tried in turn), so a later
+    secret never overrides an earlier one. Each secret is read once."""
     from dnsaudit.boundary.kube import KubeError
     from dnsaudit.boundary.registry import credentials_from_dockerconfigjson
 
-    secret_names = {ns: set(names) for ns, names in inv.pull_secrets.items()}
-    for ns, name in _service_account_pull_secrets(client, inv, problems):
-        secret_names.setdefault(ns, set()).add(name)
-    out: dict[str, dict[str, list[tuple[str, str]]]] = {}
+    by_account = _service_account_pull_secrets(client, inv, problems)
+    wanted: dict[tuple[str, str, str], list[str]] = {}
+    for w in inv.workloads:
+        names = [*w.pull_secrets, *by_account.get((w.namespace, w.service_account), ())]
+        if names:
+            wanted[(w.namespace, w.kind, w.name)] = list(dict.fromkeys(names))
+    read: dict[tuple[str, str], Credentials] = {}
     denied: list[str] = []
-    for ns, names in sorted(secret_names.items()):
-        own: dict[str, list[tuple[str, str]]] = {}
-        for secret_name in sorted(names):
-            try:
-                secret = client.read_secret(ns, secret_name)
-            except KubeError as exc:
-                denied.append(f"{ns}/{secret_name}: {exc}")
-                continue
-            data = (secret or {}).get("data") or {}
-            if ".dockerconfigjson" not in data:
-                continue
-            try:
-                parsed = credentials_from_dockerconfigjson(data[".dockerconfigjson"])
-            except ValueError:
-                continue
-            for registry, cred in parsed.items():
-                bucket = own.setdefault(registry, [])
-                if cred not in bucket:
-                    bucket.append(cred)
-        if own:
-            out[ns] = own
+    for ns, secret_name in sorted({(k[0], n) for k, names in wanted.items() for n in names}):
+        try:
+            secret = client.read_secret(ns, secret_name)
+        except KubeError as exc:
+            denied.append(f"{ns}/{secret_name}: {exc}")
+            continue
+        data = (secret or {}).get("data") or {}
+        if ".dockerconfigjson" not in data:
+            continue
+        try:
+            read[(ns, secret_name)] = credentials_from_dockerconfigjson(data[".dockerconfigjson"])
+        except ValueError:
+            continue
     if denied:
         problems.append(
             _problem(
@@ -89,17 +89,27 @@ def _namespace_credentials(client, inv, problems) -> dict[str, dict[str, list[tu
                 "private images were inspected anonymously; where that failed the verdict is inferred from the image name",
             )
         )
+    out: dict[tuple[str, str, str], Credentials] = {}
+    for key, names in wanted.items():
+        own: Credentials = {}
+        for secret_name in names:
+            for registry, cred in (read.get((key[0], secret_name)) or {}).items():
+                bucket = own.setdefault(registry, [])
+                if cred not in bucket:
+                    bucket.append(cred)
+        if own:
+            out[key] = own
     return out
 
 
-def _image_namespaces(inv) -> dict[str, set[str]]:
-    """Image reference (as pods write it, and its imageID) -> the namespaces whose workloads run it."""
-    out: dict[str, set[str]] = {}
+def _image_workloads(inv) -> dict[str, set[tuple[str, str, str]]]:
+    """Image reference (as pods write it, and its imageID) -> the workloads that run it."""
+    out: dict[str, set[tuple[str, str, str]]] = {}
     for w in inv.workloads:
         for c in w.containers:
-            out.setdefault(c.image, set()).add(w.namespace)
+            out.setdefault(c.image, set()).add((w.namespace, w.kind, w.name))
             if c.image_id:
-                out.setdefault(c.image_id, set()).add(w.namespace)
+                out.setdefault(c.image_id, set()).add((w.namespace, w.kind, w.name))
     return out
 
 
@@ -152,9 +162,10 @@ def _registry_of(ref: str) -> str:
 def inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
     """One verdict per distinct image (by digest when known), cached in the database across clusters.
 
-    Each image is read with the credentials of the namespaces that run it, one namespace at a time (a
-    namespace whose credentials are refused gives way to the next; one without any reads anonymously),
-    never with another namespace's. The verdict, a fact about the digest, is then shared.
+    Each image is read with the credentials of the workloads that run it (their pods' and service
+    accounts' pull secrets), one workload at a time (a workload whose credentials are refused gives way to
+    the next; one without any reads anonymously), never with another workload's. The verdict, a fact about
+    the digest, is then shared.
 
     A registry that cannot be reached from the worker is found out once per scan (:class:`Reachability`):
     its images are then inferred from their names with the reason in their evidence, and those inferred
@@ -162,7 +173,7 @@ def inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
     next scans of a closed network do not try again meanwhile."""
     from dnsaudit.boundary.registry import RegistryClient, RegistryLimits, resolve_image_id
 
-    credentials = _namespace_credentials(client, inv, problems)
+    credentials = _workload_credentials(client, inv, problems)
     registry = RegistryClient(
         timeout=float(getattr(settings, "DNSAUDIT_REGISTRY_TIMEOUT", 15.0)),
         limits=RegistryLimits(
@@ -173,12 +184,12 @@ def inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
             max_tar_header_bytes=settings.DNSAUDIT_REGISTRY_MAX_TAR_HEADER_BYTES,
         ),
     )
-    runs_in = _image_namespaces(inv)
+    runs_in = _image_workloads(inv)
     # key -> (pullable ref: the digest from imageID when known, platform, the tag reference). The tag
     # reference is what a fallback inference needs: "docker.io/library/python@sha256:…" says nothing
     # about Alpine, "python:3.12-alpine" does.
     work: dict[str, tuple[str, str, str]] = {}
-    namespaces: dict[str, set[str]] = {}  # key -> namespaces whose workloads run the image
+    runners: dict[str, set[tuple[str, str, str]]] = {}  # key -> the workloads that run the image
     keys_for: dict[tuple[str, str | None, str], str] = {}
     for image, image_id, platform in sorted(inv.images, key=lambda t: (t[0], t[1] or "", t[2])):
         ref = resolve_image_id(image_id) if image_id else None
@@ -186,7 +197,7 @@ def inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
         key = f"{ref}@{platform}"
         keys_for[(image, image_id, platform)] = key
         work.setdefault(key, (ref, platform, image or ref))
-        namespaces.setdefault(key, set()).update(runs_in.get(image, ()), runs_in.get(image_id or "", ()))
+        runners.setdefault(key, set()).update(runs_in.get(image, ()), runs_in.get(image_id or "", ()))
     progress.set("images", done=0, total=len(work))
     ttl = inferred_verdict_ttl()
     usable = Q(confidence="confirmed")
@@ -216,11 +227,11 @@ def inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
         from dnsaudit.core.libc import infer_from_reference
 
         key, (ref, platform, tag_ref) = item
-        # One attempt per distinct credential set among the namespaces that run the image, in namespace
-        # order; only a refusal (401/403) moves on to the next namespace's credentials.
+        # One attempt per distinct credential set among the workloads that run the image, in workload
+        # order; only a refusal (401/403) moves on to the next workload's credentials.
         attempts: list[dict] = []
-        for ns in sorted(namespaces.get(key, ())):
-            own = credentials.get(ns, {})
+        for workload in sorted(runners.get(key, ())):
+            own = credentials.get(workload, {})
             if own not in attempts:
                 attempts.append(own)
         attempts = attempts or [{}]
