@@ -1,7 +1,7 @@
 """Image inspection measured cold against a real registry (issue 12).
 
 Debian's ``docker-registry`` (started as ``tests/registry/conftest.py`` does) is filled with generated
-images (``dnsaudit.imagebuild``): three shared base layers (Alpine-like ~3 MB, Debian-like ~28 MB with a
+images (``dnsaudit.testbed.imagebuild``): three shared base layers (Alpine-like ~3 MB, Debian-like ~28 MB with a
 shared ~12 MB runtime layer above it, distroless-like ~2 MB; their metadata first, the bulk after, as in a
 real base) and, per image, its own application layer (lognormal size, median ~1.5 MB, incompressible).
 Every reference is pinned by digest, as pods' imageIDs are. Then, with an empty image cache:
@@ -74,7 +74,7 @@ class _Pool:
 
 def _bases(pool: _Pool, scale: float):
     """``{family: [(blob, size)...] bottom-first shared layers, entrypoint, app builder}``."""
-    from dnsaudit import imagebuild as ib
+    from dnsaudit.testbed import imagebuild as ib
 
     def filled(layer, mb: float, under: str):
         for i in range(max(1, int(mb * scale * 4))):
@@ -104,7 +104,7 @@ def _bases(pool: _Pool, scale: float):
 
 def build_and_push(host: str, n: int, median_mb: float, scale: float) -> list[dict]:
     """Push ``n`` distinct images; returns ``[{ref, digest, compressed_bytes, family}]``."""
-    from dnsaudit import imagebuild as ib
+    from dnsaudit.testbed import imagebuild as ib
 
     random.seed(12)
     pool = _Pool(int(16 * 1024 * 1024 * max(scale, 0.1)))

@@ -2,7 +2,7 @@
 
     python bench/kube_server.py --spec clusters.json --out DIR
 
-``clusters.json`` is a list of ``dnsaudit.fakekube.fleet.scale_cluster`` keyword sets (``pods``,
+``clusters.json`` is a list of ``dnsaudit.testbed.fakekube.fleet.scale_cluster`` keyword sets (``pods``,
 ``namespaces``, ``images``, ``nodes``, ``workloads``, ``name``). Writes ``DIR/<name>.yaml`` kubeconfigs
 (the documented read-only ``dnsaudit`` user) and ``DIR/fleet.json``, then prints ``READY``.
 """
@@ -25,9 +25,9 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
 
-    from dnsaudit.fakekube.__main__ import write_kubeconfigs
-    from dnsaudit.fakekube.fleet import scale_cluster, serve
-    from dnsaudit.fakekube.server import FakeKube
+    from dnsaudit.testbed.fakekube.__main__ import write_kubeconfigs
+    from dnsaudit.testbed.fakekube.fleet import scale_cluster, serve
+    from dnsaudit.testbed.fakekube.server import FakeKube
 
     server = FakeKube().start()
     specs = []

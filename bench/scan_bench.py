@@ -151,7 +151,7 @@ def register_cluster(entry: dict, dns_port: int, *, seed: bool = True):
 
 
 def _dns():
-    from dnsaudit.fakedns import ScriptedDNS, script_from_json
+    from dnsaudit.testbed.fakedns import ScriptedDNS, script_from_json
 
     return ScriptedDNS(script_from_json(DNS_SCRIPT), host="127.0.0.1", port=0).start()
 

@@ -11,7 +11,7 @@ from tests.support import need
 
 # The project's HTTPS Kubernetes test API server: fakekube_server (session), fakekube, fakekube_fleet,
 # kubeconfig_file.
-pytest_plugins = ["dnsaudit.fakekube.pytest_fixtures"]
+pytest_plugins = ["dnsaudit.testbed.fakekube.pytest_fixtures"]
 
 
 def _closed_loopback_port() -> int:

@@ -17,7 +17,7 @@ import yaml
 
 from dnsaudit.core import patches
 from dnsaudit.core.audit import audit_workloads, cluster_remediation, render_bundle
-from dnsaudit.fakekube.fleet import demo_fleet
+from dnsaudit.testbed.fakekube.fleet import demo_fleet
 from tests.audit.checks import (
     kyverno_selects,
     named_paths,

@@ -15,7 +15,7 @@ from dnsaudit.core.audit import audit_workload
 from dnsaudit.core.kubelet import MAX_RESOLV_CONF_BYTES
 from dnsaudit.core.schema import SchemaError, check_detail, check_report
 from dnsaudit.core.verify import build_finding
-from dnsaudit.fakekube.fleet import demo_fleet
+from dnsaudit.testbed.fakekube.fleet import demo_fleet
 from tests.audit.helpers import pool, seed_ctx, workload
 from tests.web.factories import demo_audit, demo_audits
 

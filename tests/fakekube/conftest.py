@@ -1,6 +1,6 @@
 """Fixtures for the test API server tests.
 
-The reusable fixtures live in ``dnsaudit.fakekube.pytest_fixtures``; they are imported here so this folder
+The reusable fixtures live in ``dnsaudit.testbed.fakekube.pytest_fixtures``; they are imported here so this folder
 works on its own. Once ``tests/conftest.py`` registers that module as a plugin, this import can go.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dnsaudit.fakekube.pytest_fixtures import (  # noqa: F401
+from dnsaudit.testbed.fakekube.pytest_fixtures import (  # noqa: F401
     fakekube,
     fakekube_fleet,
     fakekube_server,

@@ -16,8 +16,8 @@ import yaml
 
 from dnsaudit.boundary.kube import KubeClient
 from dnsaudit.core.model import KubeContext
-from dnsaudit.fakekube.fleet import managed_clean
-from dnsaudit.fakekube.pytest_fixtures import context_for
+from dnsaudit.testbed.fakekube.fleet import managed_clean
+from dnsaudit.testbed.fakekube.pytest_fixtures import context_for
 
 
 def context_from_file(path: str) -> KubeContext:

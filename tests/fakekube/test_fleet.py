@@ -10,11 +10,11 @@ from pathlib import Path
 import yaml
 
 from dnsaudit.boundary.kube import KubeClient, KubeError
-from dnsaudit.fakekube import objects as o
-from dnsaudit.fakekube.fleet import demo_fleet, scale_cluster
-from dnsaudit.fakekube.process import spawn
-from dnsaudit.fakekube.pytest_fixtures import context_for
-from dnsaudit.fakekube.server import FakeKube
+from dnsaudit.testbed.fakekube import objects as o
+from dnsaudit.testbed.fakekube.fleet import demo_fleet, scale_cluster
+from dnsaudit.testbed.fakekube.process import spawn
+from dnsaudit.testbed.fakekube.pytest_fixtures import context_for
+from dnsaudit.testbed.fakekube.server import FakeKube
 
 
 def client(fleet, name):
@@ -152,7 +152,7 @@ def test_scale_cluster_has_the_requested_size():
 
 def test_scale_cluster_lists_through_the_boundary(fakekube_server):
     spec = scale_cluster(3000, namespaces=30, images=50, nodes=20, workloads=60, name="scale-test")
-    from dnsaudit.fakekube.fleet import serve
+    from dnsaudit.testbed.fakekube.fleet import serve
 
     serve([spec], fakekube_server)
     with KubeClient.from_context(context_for(fakekube_server.cluster("scale-test"), "dnsaudit")) as kc:

@@ -14,8 +14,8 @@ import tracemalloc
 import pytest
 
 from dnsaudit.boundary.kube import KubeClient, KubeError, KubeLimits
-from dnsaudit.fakekube import objects as o
-from dnsaudit.fakekube.pytest_fixtures import context_for
+from dnsaudit.testbed.fakekube import objects as o
+from dnsaudit.testbed.fakekube.pytest_fixtures import context_for
 
 MiB = 1 << 20
 
@@ -175,7 +175,7 @@ def test_identity_is_asked_and_a_gzip_answer_is_decoded_by_the_client(pods):
 
 
 def test_an_unknown_encoding_is_refused(pods, monkeypatch):
-    from dnsaudit.fakekube import server
+    from dnsaudit.testbed.fakekube import server
 
     monkeypatch.setattr(server, "_gzip", lambda body: body)  # "gzip" header, plain body: corrupt
     pods.faults.gzip(r"^/api/v1/pods\?")
@@ -195,7 +195,7 @@ def test_a_trickling_server_is_cut_at_the_response_time_limit(pods):
 
 
 def test_a_flood_of_empty_objects_is_refused_before_parsing(pods, monkeypatch):
-    from dnsaudit.fakekube import server
+    from dnsaudit.testbed.fakekube import server
 
     flood = b'{"items":[' + b",".join([b"{}"] * 200_000) + b"]}"
     monkeypatch.setattr(server, "_endless_page", lambda body, rule: flood)
@@ -217,7 +217,7 @@ def test_a_flood_of_empty_objects_is_refused_before_parsing(pods, monkeypatch):
     ],
 )
 def test_malformed_pages_are_invalid_responses(pods, monkeypatch, page):
-    from dnsaudit.fakekube import server
+    from dnsaudit.testbed.fakekube import server
 
     monkeypatch.setattr(server, "_endless_page", lambda body, rule: page)
     pods.faults.endless_continue(r"^/api/v1/pods\?")
@@ -229,9 +229,9 @@ def test_malformed_pages_are_invalid_responses(pods, monkeypatch, page):
 MEMORY_PROBE = r"""
 import gc, resource, sys
 from dnsaudit.boundary.kube import KubeClient, KubeError
-from dnsaudit.fakekube import objects as o
-from dnsaudit.fakekube.pytest_fixtures import context_for
-from dnsaudit.fakekube.server import FakeKube
+from dnsaudit.testbed.fakekube import objects as o
+from dnsaudit.testbed.fakekube.pytest_fixtures import context_for
+from dnsaudit.testbed.fakekube.server import FakeKube
 
 def rss():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

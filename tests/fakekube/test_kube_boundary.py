@@ -9,11 +9,11 @@ import socket
 import pytest
 
 from dnsaudit.boundary.kube import KubeClient, KubeError
-from dnsaudit.fakekube import objects as o
-from dnsaudit.fakekube.auth import AUDITOR_RULES, VIEW_RULES, Rule
-from dnsaudit.fakekube.fleet import openstack_prod
-from dnsaudit.fakekube.pytest_fixtures import context_for
-from dnsaudit.fakekube.server import FakeKube
+from dnsaudit.testbed.fakekube import objects as o
+from dnsaudit.testbed.fakekube.auth import AUDITOR_RULES, VIEW_RULES, Rule
+from dnsaudit.testbed.fakekube.fleet import openstack_prod
+from dnsaudit.testbed.fakekube.pytest_fixtures import context_for
+from dnsaudit.testbed.fakekube.server import FakeKube
 from tests.support import free_port
 
 

@@ -13,11 +13,11 @@ import json
 import pytest
 
 from dnsaudit.boundary.kube import KubeClient, KubeError
-from dnsaudit.fakekube import objects as o
-from dnsaudit.fakekube.auth import VIEW_RULES
-from dnsaudit.fakekube.exec import alpine
-from dnsaudit.fakekube.kubelet_exec import EXEC_ANNOTATION
-from dnsaudit.fakekube.pytest_fixtures import context_for
+from dnsaudit.testbed.fakekube import objects as o
+from dnsaudit.testbed.fakekube.auth import VIEW_RULES
+from dnsaudit.testbed.fakekube.exec import alpine
+from dnsaudit.testbed.fakekube.kubelet_exec import EXEC_ANNOTATION
+from dnsaudit.testbed.fakekube.pytest_fixtures import context_for
 
 CAT = ["cat", "/etc/resolv.conf"]
 #: The node file of domain.md section 4.2 (K1): an OpenStack node.

@@ -13,9 +13,9 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from dnsaudit.fakekube import objects as o
-from dnsaudit.fakekube.auth import AUDITOR_RULES, VIEW_RULES, Rule
-from dnsaudit.fakekube.fleet import openstack_prod
+from dnsaudit.testbed.fakekube import objects as o
+from dnsaudit.testbed.fakekube.auth import AUDITOR_RULES, VIEW_RULES, Rule
+from dnsaudit.testbed.fakekube.fleet import openstack_prod
 
 
 def api_client(path) -> client.ApiClient:

@@ -8,7 +8,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from dnsaudit.fakekube import objects as o
+from dnsaudit.testbed.fakekube import objects as o
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from django.core.management import call_command
 from clusters import crypto
 from clusters.models import Cluster
 from clusters.registry import connection_test, import_kubeconfig
-from dnsaudit.fakekube.auth import VIEW_RULES
-from dnsaudit.fakekube.server import FakeKube
+from dnsaudit.testbed.fakekube.auth import VIEW_RULES
+from dnsaudit.testbed.fakekube.server import FakeKube
 from tests.support import free_port
 
 from .factory import doc, dump

@@ -18,7 +18,7 @@ from django.core.management import call_command
 from clusters.models import Scan
 from dnsaudit.core import permissions as perms
 from dnsaudit.core.kubeconfig import parse_kubeconfig
-from dnsaudit.fakekube.auth import Rule
+from dnsaudit.testbed.fakekube.auth import Rule
 from tests.scans.conftest import _scan_environment, upstream_dns  # noqa: F401  (the scan tests' setup)
 from tests.scans.helpers import register, run_scan
 from tests.web.conftest import client_as, fast_password_hashing, users  # noqa: F401

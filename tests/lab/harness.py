@@ -2,7 +2,7 @@
 
 Each scenario gets its own namespace ``dnsaudit-lab-<rand>`` with loopback up, its own
 ``/etc/netns/<ns>/{resolv.conf,hosts,nsswitch.conf}`` (``ip netns exec`` bind-mounts them over /etc),
-and one scripted DNS server (``python -m dnsaudit.fakedns``) per nameserver address, on port 53 inside
+and one scripted DNS server (``python -m dnsaudit.testbed.fakedns``) per nameserver address, on port 53 inside
 the namespace. The probe runs once per libc; the servers' JSON-lines log gives the questions that
 libc really sent, in order. Namespaces and their /etc/netns folders are always removed.
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dnsaudit.core.model import Answer
-from dnsaudit.fakedns import Script
+from dnsaudit.testbed.fakedns import Script
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE_C = Path(__file__).with_name("probe.c")
@@ -180,7 +180,7 @@ def run_scenario(scenario: Scenario, probes: Mapping[str, Path], libcs: list[str
                     ns.cmd(
                         PYTHON,
                         "-m",
-                        "dnsaudit.fakedns",
+                        "dnsaudit.testbed.fakedns",
                         "--listen",
                         listen,
                         "--script",

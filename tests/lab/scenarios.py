@@ -8,7 +8,7 @@ libcs disagree with domain.md the value holds the real behaviour and a ``CONTRAD
 
 from __future__ import annotations
 
-from dnsaudit.fakedns import Behaviour, Rule, Script
+from dnsaudit.testbed.fakedns import Behaviour, Rule, Script
 from tests.lab.harness import Scenario
 
 CLUSTER = "default.svc.cluster.local svc.cluster.local cluster.local"

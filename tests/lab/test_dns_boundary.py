@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dnsaudit.boundary.dns import DNSProbeError, live_oracle, parse_server, probe_domain, query
-from dnsaudit.fakedns import Behaviour, Rule, ScriptedDNS
+from dnsaudit.testbed.fakedns import Behaviour, Rule, ScriptedDNS
 from tests.support import free_port
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from dnsaudit.fakedns import Behaviour, Rule, ScriptedDNS
+from dnsaudit.testbed.fakedns import Behaviour, Rule, ScriptedDNS
 from tests.support import need
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from dnsaudit.fakedns import Behaviour, Rule, Script, ScriptedDNS, ScriptError, script_from_json
+from dnsaudit.testbed.fakedns import Behaviour, Rule, Script, ScriptedDNS, ScriptError, script_from_json
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -240,7 +240,7 @@ def test_cli_serves_a_script_file_and_logs_questions_as_json_lines(tmp_path: Pat
         [
             sys.executable,
             "-m",
-            "dnsaudit.fakedns",
+            "dnsaudit.testbed.fakedns",
             "--listen",
             f"127.0.0.1:{port}",
             "--script",
@@ -272,7 +272,7 @@ def test_cli_rejects_a_bad_script_with_status_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"rules": [{"name": "x", "action": "PERHAPS"}]}')
     out = subprocess.run(
-        [sys.executable, "-m", "dnsaudit.fakedns", "--listen", "127.0.0.1:0", "--script", str(bad)],
+        [sys.executable, "-m", "dnsaudit.testbed.fakedns", "--listen", "127.0.0.1:0", "--script", str(bad)],
         capture_output=True,
         text=True,
         cwd=ROOT,

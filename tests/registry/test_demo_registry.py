@@ -17,12 +17,12 @@ import tarfile
 import pytest
 import requests
 
-from dnsaudit import demoregistry as dr
 from dnsaudit.boundary.registry import RegistryClient, resolve_image_id
-from dnsaudit.fakekube import objects
-from dnsaudit.fakekube.fleet import demo_fleet
-from dnsaudit.fakekube.objects import IMAGE_FACTS, canonical_image
-from dnsaudit.imagebuild import OCI_INDEX, sha256
+from dnsaudit.testbed import demoregistry as dr
+from dnsaudit.testbed.fakekube import objects
+from dnsaudit.testbed.fakekube.fleet import demo_fleet
+from dnsaudit.testbed.fakekube.objects import IMAGE_FACTS, canonical_image
+from dnsaudit.testbed.imagebuild import OCI_INDEX, sha256
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_without_a_provider_pods_carry_synthetic_digests(stand_in_digests):
 
 
 def test_stand_in_digests_are_the_same_in_another_process():
-    code = "from dnsaudit.demoregistry import demo_image_digest as d; print(d('alpine:3.16'), d('gcr.io/distroless/static-debian12'))"
+    code = "from dnsaudit.testbed.demoregistry import demo_image_digest as d; print(d('alpine:3.16'), d('gcr.io/distroless/static-debian12'))"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )

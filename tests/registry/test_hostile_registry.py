@@ -16,7 +16,6 @@ import threading
 
 import pytest
 
-from dnsaudit import imagebuild as ib
 from dnsaudit.boundary.registry import (
     RegistryClient,
     RegistryDeadline,
@@ -26,6 +25,7 @@ from dnsaudit.boundary.registry import (
     forbidden_hostname,
     limits_from_environment,
 )
+from dnsaudit.testbed import imagebuild as ib
 from tests.registry import hostile as h
 
 pytestmark = pytest.mark.registry

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dnsaudit import imagebuild as ib
+from dnsaudit.testbed import imagebuild as ib
 from tests.support import free_port
 
 pytestmark = pytest.mark.registry

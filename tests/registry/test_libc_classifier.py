@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-from dnsaudit import imagebuild as ib
 from dnsaudit.core.libc import (
     LayerEntry,
     LayerView,
@@ -19,6 +18,7 @@ from dnsaudit.core.libc import (
     musl_version_from_apk,
     parse_os_release,
 )
+from dnsaudit.testbed import imagebuild as ib
 from tests.support import need
 
 

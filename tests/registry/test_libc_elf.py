@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dnsaudit import imagebuild as ib
 from dnsaudit.core.libc import HEAD_BYTES, interp_libc, parse_elf
+from dnsaudit.testbed import imagebuild as ib
 from tests.support import need, need_binary
 
 PROGRAM = b"""

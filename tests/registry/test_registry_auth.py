@@ -8,13 +8,13 @@ import json
 import pytest
 import requests
 
-from dnsaudit import imagebuild as ib
 from dnsaudit.boundary.registry import (
     RegistryClient,
     RegistryError,
     credentials_from_dockerconfigjson,
     credentials_from_environment,
 )
+from dnsaudit.testbed import imagebuild as ib
 from tests.registry.conftest import PASSWORD, USER
 
 pytestmark = pytest.mark.registry

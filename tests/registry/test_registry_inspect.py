@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from dnsaudit import imagebuild as ib
 from dnsaudit.boundary.registry import RegistryClient, RegistryError
+from dnsaudit.testbed import imagebuild as ib
 from tests.support import free_port
 
 pytestmark = pytest.mark.registry

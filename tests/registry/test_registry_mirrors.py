@@ -13,7 +13,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from dnsaudit import imagebuild as ib
 from dnsaudit.boundary.registry import (
     MIRRORS_ENV,
     Mirror,
@@ -24,6 +23,7 @@ from dnsaudit.boundary.registry import (
     parse_mirrors,
     parse_reference,
 )
+from dnsaudit.testbed import imagebuild as ib
 from tests.registry.conftest import PASSWORD, USER
 from tests.support import free_port
 

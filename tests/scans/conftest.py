@@ -12,9 +12,9 @@ from __future__ import annotations
 import pytest
 from cryptography.fernet import Fernet
 
-from dnsaudit.fakedns import ScriptedDNS
-from dnsaudit.fakekube.fleet import ClusterSpec
-from dnsaudit.fakekube.pytest_fixtures import (  # noqa: F401
+from dnsaudit.testbed.fakedns import ScriptedDNS
+from dnsaudit.testbed.fakekube.fleet import ClusterSpec
+from dnsaudit.testbed.fakekube.pytest_fixtures import (  # noqa: F401
     fakekube,
     fakekube_fleet,
     fakekube_server,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dnsaudit.fakedns import Behaviour, Rule, ScriptedDNS
-from dnsaudit.fakekube.fleet import DEMO_USER, ClusterSpec
+from dnsaudit.testbed.fakedns import Behaviour, Rule, ScriptedDNS
+from dnsaudit.testbed.fakekube.fleet import DEMO_USER, ClusterSpec
 
 # The external name every scan probes and simulates (the cluster's probe_names).
 EXTERNAL = "example.com"
@@ -84,7 +84,7 @@ def single_pool_spec(
 ) -> ClusterSpec:
     """A one-pool cluster spec around ``objects`` (nodes named ``nodes``), with the openstack-prod node file
     (``search openstacklocal``) and upstream (SERVFAIL under it) unless told otherwise."""
-    from dnsaudit.fakekube.fleet import openstack_prod
+    from dnsaudit.testbed.fakekube.fleet import openstack_prod
 
     spec = openstack_prod()
     spec.objects = objects

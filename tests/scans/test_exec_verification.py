@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from dnsaudit.fakekube import exec as fexec
-from dnsaudit.fakekube.auth import ADMIN_RULES
+from dnsaudit.testbed.fakekube import exec as fexec
+from dnsaudit.testbed.fakekube.auth import ADMIN_RULES
 from tests.scans.helpers import register, rows, run_scan
 
 pytestmark = pytest.mark.django_db
@@ -108,7 +108,7 @@ def test_a_pool_learns_its_file_from_verification_when_the_node_file_step_learne
 
 
 def test_exec_verification_forbidden_makes_the_scan_partial_and_says_so(fakekube_fleet, upstream_dns):
-    from dnsaudit.fakekube.auth import VIEW_RULES
+    from dnsaudit.testbed.fakekube.auth import VIEW_RULES
 
     fake, spec = fakekube_fleet["openstack-prod"]
     fake.add_user("viewer", rules=VIEW_RULES)

@@ -18,13 +18,13 @@ from django.utils import timezone
 
 from clusters.models import ImageVerdict, Scan
 from clusters.scan import claim, execute_scan, pipeline, reap_dead_scans, request_scan
-from dnsaudit import imagebuild
 from dnsaudit.boundary.kube import KubeClient
-from dnsaudit.fakedns import Behaviour, Rule
-from dnsaudit.fakekube import objects as o
-from dnsaudit.fakekube.auth import Rule as RbacRule
-from dnsaudit.fakekube.fleet import DEMO_USER
-from dnsaudit.fakekube.objects import C, NodeInfo, Placement
+from dnsaudit.testbed import imagebuild
+from dnsaudit.testbed.fakedns import Behaviour, Rule
+from dnsaudit.testbed.fakekube import objects as o
+from dnsaudit.testbed.fakekube.auth import Rule as RbacRule
+from dnsaudit.testbed.fakekube.fleet import DEMO_USER
+from dnsaudit.testbed.fakekube.objects import C, NodeInfo, Placement
 from tests.scans.helpers import EXTERNAL, assert_last_good, register, rows, run_scan, single_pool_spec
 from tests.support import free_port
 

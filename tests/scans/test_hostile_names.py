@@ -16,8 +16,8 @@ import pytest
 from clusters.models import Scan
 from clusters.reports import csv_cell, scan_report, scan_report_csv
 from dnsaudit.core.inventory import build_inventory, group_node_pools, shown, slim_pod
-from dnsaudit.fakekube import objects as o
-from dnsaudit.fakekube.objects import C, NodeInfo, Placement
+from dnsaudit.testbed.fakekube import objects as o
+from dnsaudit.testbed.fakekube.objects import C, NodeInfo, Placement
 from tests.scans.helpers import register, rows, run_scan, single_pool_spec
 
 pytestmark = pytest.mark.django_db

@@ -15,7 +15,7 @@ from clusters.models import Cluster, Scan
 from clusters.registry import import_kubeconfig, load_context
 from dnsaudit.core.kubeconfig import KubeconfigError
 from dnsaudit.core.permissions import cluster_role_rules
-from dnsaudit.fakekube.fleet import demo_fleet
+from dnsaudit.testbed.fakekube.fleet import demo_fleet
 from tests.kubeconfig.test_reader_rbac import to_rules
 from tests.scans.helpers import run_scan
 

@@ -2,7 +2,7 @@
 
 The server keeps each node's resolv.conf hidden, as a real cluster does (no API answer shows it), and
 answers exec like a real one: each running pod's /etc/resolv.conf is what its node's kubelet and
-containerd wrote (dnsaudit/fakekube/kubelet_exec.py, written independently of dnsaudit/core/kubelet.py),
+containerd wrote (dnsaudit/testbed/fakekube/kubelet_exec.py, written independently of dnsaudit/core/kubelet.py),
 distroless containers have no ``cat``, pending pods refuse exec.
 """
 
@@ -18,9 +18,9 @@ from clusters.reports import scan_report
 from dnsaudit.core.inventory import build_inventory, slim_pod
 from dnsaudit.core.kubelet import parse_node_resolv_conf, render_resolv_conf
 from dnsaudit.core.model import ResolvConf
-from dnsaudit.fakekube import objects as o
-from dnsaudit.fakekube.auth import ADMIN_RULES
-from dnsaudit.fakekube.objects import C, Placement, PodOpts
+from dnsaudit.testbed.fakekube import objects as o
+from dnsaudit.testbed.fakekube.auth import ADMIN_RULES
+from dnsaudit.testbed.fakekube.objects import C, Placement, PodOpts
 from tests.scans.helpers import pool_names, register, rows, run_scan
 
 pytestmark = pytest.mark.django_db

@@ -2,7 +2,7 @@
 kubeconfig, a scripted upstream DNS on loopback for the probes, the audit core, PostgreSQL.
 
 The expectation tables below are what a careful engineer says about each demo workload, written from
-the fleet's description (``dnsaudit/fakekube/fleet.py``) and domain.md, not from the scanner's output.
+the fleet's description (``dnsaudit/testbed/fakekube/fleet.py``) and domain.md, not from the scanner's output.
 The registries the demo images name (docker.io, gcr.io...) are unreachable here, so every libc verdict
 is *inferred from the image name*: official images without an -alpine tag (``postgres:16``,
 ``python:3.12-slim``) are Debian-based, a ``-musl`` tag is musl; where the name does not reveal the libc
@@ -22,9 +22,9 @@ from django.core.management import call_command
 from clusters.models import Scan
 from clusters.reports import workloads_diff
 from clusters.scan import execute_scan, request_scan
-from dnsaudit.fakekube import objects as o
-from dnsaudit.fakekube.auth import VIEW_RULES
-from dnsaudit.fakekube.objects import C, PodOpts
+from dnsaudit.testbed.fakekube import objects as o
+from dnsaudit.testbed.fakekube.auth import VIEW_RULES
+from dnsaudit.testbed.fakekube.objects import C, PodOpts
 from tests.scans.helpers import EXTERNAL, register, rows, run_scan, single_pool_spec
 
 pytestmark = pytest.mark.django_db
@@ -338,8 +338,8 @@ def _registry_requests(log: Path) -> list[str]:
 def test_images_in_a_real_registry_are_confirmed_and_cached(fakekube, registry, upstream_dns):
     """Pods reference images pushed to a real docker-registry by digest (containerd-style imageID): the
     verdicts are ``confirmed`` from the image contents, and a second scan answers from the cache."""
-    from dnsaudit import imagebuild
-    from dnsaudit.fakekube.objects import NodeInfo, Placement
+    from dnsaudit.testbed import imagebuild
+    from dnsaudit.testbed.fakekube.objects import NodeInfo, Placement
 
     push = imagebuild.Pusher(registry.url)
     musl_digest, _ = push.image("team/app-alpine", "1.0", imagebuild.alpine("1.2.4-r3", "3.18.4"))

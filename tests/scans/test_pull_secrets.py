@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from clusters.models import Scan
-from dnsaudit import imagebuild
-from dnsaudit.fakekube import objects as o
-from dnsaudit.fakekube.objects import C, NodeInfo, Placement, PodOpts
+from dnsaudit.testbed import imagebuild
+from dnsaudit.testbed.fakekube import objects as o
+from dnsaudit.testbed.fakekube.objects import C, NodeInfo, Placement, PodOpts
 from tests.registry.conftest import PASSWORD, USER
 from tests.scans.helpers import register, rows, run_scan, single_pool_spec
 

@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from clusters.models import ImageVerdict, Scan
 from dnsaudit.boundary import registry as registry_mod
-from dnsaudit.fakekube import objects as o
-from dnsaudit.fakekube.objects import C, NodeInfo, Placement
+from dnsaudit.testbed.fakekube import objects as o
+from dnsaudit.testbed.fakekube.objects import C, NodeInfo, Placement
 from tests.scans.helpers import register, rows, run_scan, single_pool_spec
 from tests.support import free_port
 

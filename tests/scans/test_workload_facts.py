@@ -23,9 +23,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def demo_scan(fakekube_server, upstream_dns, monkeypatch):
     from dnsaudit.boundary.registry import MIRRORS_ENV
-    from dnsaudit.demoregistry import DemoRegistry, demo_image_digest
-    from dnsaudit.fakekube import objects as fake_objects
-    from dnsaudit.fakekube.fleet import demo_fleet, serve
+    from dnsaudit.testbed.demoregistry import DemoRegistry, demo_image_digest
+    from dnsaudit.testbed.fakekube import objects as fake_objects
+    from dnsaudit.testbed.fakekube.fleet import demo_fleet, serve
 
     previous = fake_objects.set_image_digest_provider(demo_image_digest)
     try:

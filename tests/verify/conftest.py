@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dnsaudit.fakekube import objects as o
+from dnsaudit.testbed.fakekube import objects as o
 
 #: What the kubelet writes for a ClusterFirst pod in "app" on an OpenStack node (domain.md K1).
 K1_POD_FILE = (

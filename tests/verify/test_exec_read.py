@@ -8,9 +8,9 @@ import time
 import pytest
 
 from dnsaudit.boundary.kube import KubeClient, KubeError
-from dnsaudit.fakekube.auth import VIEW_RULES, Rule
-from dnsaudit.fakekube.exec import ExecOutcome, alpine, debian, distroless
-from dnsaudit.fakekube.pytest_fixtures import context_for
+from dnsaudit.testbed.fakekube.auth import VIEW_RULES, Rule
+from dnsaudit.testbed.fakekube.exec import ExecOutcome, alpine, debian, distroless
+from dnsaudit.testbed.fakekube.pytest_fixtures import context_for
 from tests.support import free_port
 from tests.verify.conftest import K1_POD_FILE
 
@@ -141,7 +141,7 @@ def test_unreachable_server_is_transient_unreachable(app_cluster):
 
 
 def test_untrusted_ca_is_tls_error(app_cluster, fakekube_server):
-    from dnsaudit.fakekube.server import FakeKube
+    from dnsaudit.testbed.fakekube.server import FakeKube
 
     with FakeKube() as other:  # a different CA
         ctx = dataclasses.replace(context_for(app_cluster, "admin", auth="token"), ca_data=other.ca_pem)

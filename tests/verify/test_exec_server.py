@@ -18,8 +18,8 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream
 
-from dnsaudit.fakekube.auth import VIEW_RULES, Rule
-from dnsaudit.fakekube.exec import (
+from dnsaudit.testbed.fakekube.auth import VIEW_RULES, Rule
+from dnsaudit.testbed.fakekube.exec import (
     ExecOutcome,
     FakeContainer,
     alpine,

@@ -201,7 +201,7 @@ NODE_FILE = "nameserver 192.168.0.2\nsearch openstacklocal\noptions edns0\n"
 
 @pytest.fixture
 def node_cluster(fakekube):
-    from dnsaudit.fakekube import objects as o
+    from dnsaudit.testbed.fakekube import objects as o
 
     objs = [o.namespace("app"), o.namespace("kube-system"), o.namespace("locked")]
     objs += [
@@ -238,7 +238,7 @@ def node_cluster(fakekube):
     fakekube.reset(objs)
     cluster = fakekube.default
     cluster.set_node_files({"node-1": NODE_FILE, "node-2": NODE_FILE})
-    from dnsaudit.fakekube.auth import Rule
+    from dnsaudit.testbed.fakekube.auth import Rule
 
     cluster.add_user(
         "auditor",
@@ -254,7 +254,7 @@ def node_cluster(fakekube):
 def test_against_the_test_api_server(node_cluster):
     from dnsaudit.boundary.kube import KubeClient
     from dnsaudit.core.inventory import build_inventory, slim_pod
-    from dnsaudit.fakekube.pytest_fixtures import context_for
+    from dnsaudit.testbed.fakekube.pytest_fixtures import context_for
 
     client = KubeClient.from_context(context_for(node_cluster, "auditor"), timeout=5)
     try:

@@ -9,10 +9,10 @@ from dnsaudit.boundary.kube import KubeClient
 from dnsaudit.core.audit import AuditContext, audit_workloads
 from dnsaudit.core.model import Container, LibcVerdict, NodePool, Workload
 from dnsaudit.core.verify import finding_reason
-from dnsaudit.fakekube import objects as o
-from dnsaudit.fakekube.auth import VIEW_RULES, Rule
-from dnsaudit.fakekube.exec import alpine, distroless
-from dnsaudit.fakekube.pytest_fixtures import context_for
+from dnsaudit.testbed.fakekube import objects as o
+from dnsaudit.testbed.fakekube.auth import VIEW_RULES, Rule
+from dnsaudit.testbed.fakekube.exec import alpine, distroless
+from dnsaudit.testbed.fakekube.pytest_fixtures import context_for
 from tests.verify.conftest import K1_POD_FILE
 
 OPENSTACK_NODE = "nameserver 192.168.0.2\nsearch openstacklocal\noptions edns0\n"

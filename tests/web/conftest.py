@@ -49,4 +49,4 @@ def report(cluster):
 
 
 # The test API server's fixtures (session server, demo fleet), for the connection-test and rescan flows.
-from dnsaudit.fakekube.pytest_fixtures import fakekube_fleet, fakekube_server  # noqa: E402, F401
+from dnsaudit.testbed.fakekube.pytest_fixtures import fakekube_fleet, fakekube_server  # noqa: E402, F401

@@ -336,7 +336,7 @@ def demo_audits(spec=None) -> list:
     from dnsaudit.core.audit import AuditContext, audit_workloads
     from dnsaudit.core.manifests import ANSWERS, workload_from_object
     from dnsaudit.core.model import KubeletDNS, NodePool, ProbeResult
-    from dnsaudit.fakekube.fleet import openstack_prod
+    from dnsaudit.testbed.fakekube.fleet import openstack_prod
 
     spec = spec or openstack_prod()
     pools = {

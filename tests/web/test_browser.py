@@ -236,10 +236,10 @@ def test_operator_rescans_and_watches_progress_reach_the_report(page, fakekube_s
     cluster's upstream. Nothing leaves the machine."""
     from clusters.registry import import_kubeconfig
     from dnsaudit.boundary.registry import MIRRORS_ENV
-    from dnsaudit.demoregistry import DemoRegistry, demo_image_digest
-    from dnsaudit.fakedns import Behaviour, Rule, ScriptedDNS
-    from dnsaudit.fakekube import objects as fake_objects
-    from dnsaudit.fakekube.fleet import DEMO_USER, demo_fleet, serve
+    from dnsaudit.testbed.demoregistry import DemoRegistry, demo_image_digest
+    from dnsaudit.testbed.fakedns import Behaviour, Rule, ScriptedDNS
+    from dnsaudit.testbed.fakekube import objects as fake_objects
+    from dnsaudit.testbed.fakekube.fleet import DEMO_USER, demo_fleet, serve
 
     previous = fake_objects.set_image_digest_provider(demo_image_digest)
     try:

@@ -1,9 +1,9 @@
 """``manage.py demo [--serve] [--addr HOST:PORT] [--remove]``: the demo fleet behind ``make run``.
 
 Starts, inside this process, the project's HTTPS Kubernetes test API server loaded with the demo
-clusters (``dnsaudit.fakekube.fleet.demo_fleet``) and a scripted upstream DNS server on loopback that
+clusters (``dnsaudit.testbed.fakekube.fleet.demo_fleet``) and a scripted upstream DNS server on loopback that
 answers like the demo's closed network (SERVFAIL under ``openstacklocal``), and a read-only registry of
-synthetic stand-ins for the demo's images (``dnsaudit.demoregistry``), set as the registry mirror of
+synthetic stand-ins for the demo's images (``dnsaudit.testbed.demoregistry``), set as the registry mirror of
 docker.io, gcr.io, registry.k8s.io, ghcr.io and cgr.dev for this process's scans (and the Celery worker it
 starts) through ``DNSAUDIT_REGISTRY_MIRRORS``: the pods' ``imageID`` name the stand-ins' digests, so the
 demo's verdicts are read from image contents (``confirmed``), and their evidence says they come from the
@@ -62,10 +62,10 @@ class Command(BaseCommand):
             count, _ = Cluster.objects.filter(is_demo=True).delete()
             self.stdout.write(f"demo fleet removed ({count} rows deleted)")
             return
-        from dnsaudit.demoregistry import DemoRegistry, demo_image_digest
-        from dnsaudit.fakedns import ScriptedDNS, script_from_json
-        from dnsaudit.fakekube import objects
-        from dnsaudit.fakekube.fleet import demo_fleet, serve
+        from dnsaudit.testbed.demoregistry import DemoRegistry, demo_image_digest
+        from dnsaudit.testbed.fakedns import ScriptedDNS, script_from_json
+        from dnsaudit.testbed.fakekube import objects
+        from dnsaudit.testbed.fakekube.fleet import demo_fleet, serve
 
         # The stand-ins' digests must be in place before the fleet's pods are built (their imageID).
         images = DemoRegistry(serve_tags=False).start()
@@ -174,7 +174,7 @@ class Command(BaseCommand):
 
 
 def _demo_user(spec) -> str:
-    from dnsaudit.fakekube.fleet import DEMO_USER
+    from dnsaudit.testbed.fakekube.fleet import DEMO_USER
 
     names = [u.name for u in spec.users]
     return DEMO_USER if DEMO_USER in names or not names else names[0]
@@ -183,7 +183,7 @@ def _demo_user(spec) -> str:
 def _with_demo_mirrors(demo: str, previous: str | None) -> str:
     """The demo's mirror entries first, then the ones already set, minus those of an earlier demo run in
     this process (its server may be gone; asking it would only cost retries)."""
-    from dnsaudit.demoregistry import PREFIX
+    from dnsaudit.testbed.demoregistry import PREFIX
 
     kept = [e for e in (previous or "").split(",") if e.strip() and f"/{PREFIX}/" not in e]
     return ",".join([demo, *kept])

@@ -1,6 +1,6 @@
 """Serve the demo fleet (or a scale cluster) until killed.
 
-    python -m dnsaudit.fakekube --fleet demo --port 0 --kubeconfig-dir DIR [--state-dir DIR]
+    python -m dnsaudit.testbed.fakekube --fleet demo --port 0 --kubeconfig-dir DIR [--state-dir DIR]
 
 One HTTPS server on ``--host`` (loopback) hosts every cluster under ``/clusters/<name>``. For each cluster
 ``DIR/<name>.yaml`` is written (one context, user ``dnsaudit`` with the documented read-only rights,
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import trustme
 
-from dnsaudit.fakekube.fleet import DEMO_USER, ClusterSpec, demo_fleet, scale_cluster, serve
-from dnsaudit.fakekube.server import FakeKube, merge_kubeconfigs
+from dnsaudit.testbed.fakekube.fleet import DEMO_USER, ClusterSpec, demo_fleet, scale_cluster, serve
+from dnsaudit.testbed.fakekube.server import FakeKube, merge_kubeconfigs
 
 
 def _load_ca(state_dir: Path | None) -> trustme.CA:
@@ -93,7 +93,9 @@ def write_kubeconfigs(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dnsaudit.fakekube", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m dnsaudit.testbed.fakekube", description=__doc__.split("\n\n")[0]
+    )
     ap.add_argument("--fleet", choices=["demo", "scale"], default="demo")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)

@@ -47,12 +47,12 @@ def spawn(
     extra: list[str] | None = None,
     timeout: float = 180,
 ) -> FakeKubeProcess:
-    """Start ``python -m dnsaudit.fakekube`` and wait until it serves; raises RuntimeError if it dies."""
+    """Start ``python -m dnsaudit.testbed.fakekube`` and wait until it serves; raises RuntimeError if it dies."""
     kubeconfig_dir = Path(kubeconfig_dir)
     args = [
         sys.executable,
         "-m",
-        "dnsaudit.fakekube",
+        "dnsaudit.testbed.fakekube",
         "--fleet",
         fleet,
         "--port",
@@ -63,7 +63,7 @@ def spawn(
     if state_dir is not None:
         args += ["--state-dir", str(state_dir)]
     args += extra or []
-    root = str(Path(__file__).resolve().parents[2])
+    root = str(Path(__file__).resolve().parents[3])
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     deadline = time.monotonic() + timeout

@@ -14,7 +14,7 @@ Library use::
 
 CLI use (the demo's upstream DNS; the lab runs it inside a network namespace)::
 
-    python -m dnsaudit.fakedns --listen 127.0.0.1:5353 --script FILE.json [--log FILE.jsonl]
+    python -m dnsaudit.testbed.fakedns --listen 127.0.0.1:5353 --script FILE.json [--log FILE.jsonl]
 
 Script file format (JSON)::
 
@@ -601,7 +601,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``--log FILE`` appends one JSON object per question (``t``, ``qname``, ``qtype``, ``transport``,
     ``peer``, ``server``), flushed at once.
     """
-    parser = argparse.ArgumentParser(prog="python -m dnsaudit.fakedns", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m dnsaudit.testbed.fakedns", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--listen", action="append", required=True, help="HOST:PORT (repeatable)")
     parser.add_argument("--script", required=True, help="JSON script file (see module docs)")
     parser.add_argument("--log", help="append received questions to this file as JSON lines")

@@ -61,8 +61,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from dnsaudit.fakekube.exec import ExecOutcome, ExecRequest, FakeContainer, alpine, debian, distroless
-from dnsaudit.fakekube.objects import IMAGE_FACTS, canonical_image
+from dnsaudit.testbed.fakekube.exec import ExecOutcome, ExecRequest, FakeContainer, alpine, debian, distroless
+from dnsaudit.testbed.fakekube.objects import IMAGE_FACTS, canonical_image
 
 #: Pod annotation choosing what every container (``alpine``) or named containers
 #: (``app=alpine,sidecar=distroless``) of the pod run as, whatever their images.

@@ -15,10 +15,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from dnsaudit.fakekube import objects as o
-from dnsaudit.fakekube.auth import ADMIN_RULES, AUDITOR_RULES, Rule
-from dnsaudit.fakekube.objects import C, NodeInfo, Placement, PodOpts
-from dnsaudit.fakekube.server import Cluster, FakeKube
+from dnsaudit.testbed.fakekube import objects as o
+from dnsaudit.testbed.fakekube.auth import ADMIN_RULES, AUDITOR_RULES, Rule
+from dnsaudit.testbed.fakekube.objects import C, NodeInfo, Placement, PodOpts
+from dnsaudit.testbed.fakekube.server import Cluster, FakeKube
 
 #: The user the demo kubeconfigs use: the read-only permissions dnsaudit documents.
 DEMO_USER = "dnsaudit"

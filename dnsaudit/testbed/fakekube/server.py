@@ -49,8 +49,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import trustme
 import yaml
 
-from dnsaudit.fakekube.auth import ADMIN_RULES, Rule, User, issue_client_cert, new_token
-from dnsaudit.fakekube.exec import (
+from dnsaudit.testbed.fakekube.auth import ADMIN_RULES, Rule, User, issue_client_cert, new_token
+from dnsaudit.testbed.fakekube.exec import (
     CHANNEL_PROTOCOLS,
     ExecHandler,
     ExecOutcome,
@@ -61,11 +61,11 @@ from dnsaudit.fakekube.exec import (
     resolve_handler,
     valid_key,
 )
-from dnsaudit.fakekube.kubelet_exec import KubeletFacts, pod_resolv_conf, run_in_pod
-from dnsaudit.fakekube.objects import kubelet_config
-from dnsaudit.fakekube.store import Store, StoreError
-from dnsaudit.fakekube.tables import table, wants_table
-from dnsaudit.fakekube.types import BUILTIN_GROUPS, ResourceType
+from dnsaudit.testbed.fakekube.kubelet_exec import KubeletFacts, pod_resolv_conf, run_in_pod
+from dnsaudit.testbed.fakekube.objects import kubelet_config
+from dnsaudit.testbed.fakekube.store import Store, StoreError
+from dnsaudit.testbed.fakekube.tables import table, wants_table
+from dnsaudit.testbed.fakekube.types import BUILTIN_GROUPS, ResourceType
 
 #: What ``/version`` reports by default (a current release).
 DEFAULT_VERSION = {

@@ -1,13 +1,13 @@
 """Reusable pytest fixtures for the test API server.
 
-Register once in ``tests/conftest.py`` with ``pytest_plugins = ["dnsaudit.fakekube.pytest_fixtures"]``.
+Register once in ``tests/conftest.py`` with ``pytest_plugins = ["dnsaudit.testbed.fakekube.pytest_fixtures"]``.
 
 * ``fakekube_server`` (session): one started ``FakeKube``; the default cluster has user ``admin``.
 * ``fakekube`` (function): the same server with the default cluster emptied, faults, exec handler and image
   flavours cleared, kubelet behaviours and hidden node files forgotten (``clear_nodes``), the default kubelet
   config restored and every user except ``admin`` removed. Load objects with ``fakekube.reset(objs)`` and
   node files with ``fakekube.set_node_file(node, text)``; without an exec handler, exec answers like a
-  real cluster (``dnsaudit.fakekube.kubelet_exec``).
+  real cluster (``dnsaudit.testbed.fakekube.kubelet_exec``).
 * ``fakekube_fleet`` (function): the demo fleet freshly installed as clusters ``openstack-prod``,
   ``edge-k3s``, ``managed-clean`` on the session server (objects, users, kubelets and each pool's hidden
   node file); returns ``{name: (Cluster, ClusterSpec)}``.
@@ -25,9 +25,9 @@ import pytest
 import yaml
 
 from dnsaudit.core.model import KubeContext
-from dnsaudit.fakekube.fleet import ClusterSpec, demo_fleet, serve
-from dnsaudit.fakekube.objects import kubelet_config
-from dnsaudit.fakekube.server import Cluster, FakeKube
+from dnsaudit.testbed.fakekube.fleet import ClusterSpec, demo_fleet, serve
+from dnsaudit.testbed.fakekube.objects import kubelet_config
+from dnsaudit.testbed.fakekube.server import Cluster, FakeKube
 
 
 def context_for(cluster: Cluster | FakeKube, user: str = "admin", *, auth: str | None = None) -> KubeContext:

@@ -1,9 +1,9 @@
 """A small read-only OCI registry holding synthetic stand-ins for the demo fleet's images.
 
-The demo clusters (``dnsaudit.fakekube.fleet``) run images such as ``alpine:3.16`` or
+The demo clusters (``dnsaudit.testbed.fakekube.fleet``) run images such as ``alpine:3.16`` or
 ``registry.k8s.io/kube-proxy``. Their registries are unreachable from a closed demo machine, so this
 module builds, in memory and deterministically, one small multi-arch image (linux/amd64 + linux/arm64)
-per image of :data:`dnsaudit.fakekube.objects.IMAGE_FACTS`, with the contents that decide its libc
+per image of :data:`dnsaudit.testbed.fakekube.objects.IMAGE_FACTS`, with the contents that decide its libc
 (apk database and musl loader, glibc loader, static Go binary...), and serves them over the
 distribution API on loopback. The demo then uses this server as the *registry mirror* of docker.io,
 gcr.io, registry.k8s.io, ghcr.io and cgr.dev, so scans read real bytes and give ``confirmed`` verdicts.
@@ -16,7 +16,7 @@ the mirror's repository prefix is ``dnsaudit-demo-stand-ins`` (so verdict eviden
 
 Digests are stable: tar members have mtime 0, gzip headers mtime 0, JSON is written with sorted keys.
 :func:`demo_image_digest` gives the index digest of a stand-in without starting anything; install it
-with ``dnsaudit.fakekube.objects.set_image_digest_provider`` before building the fleet so the pods'
+with ``dnsaudit.testbed.fakekube.objects.set_image_digest_provider`` before building the fleet so the pods'
 ``imageID`` name the stand-ins.
 """
 
@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from dnsaudit import imagebuild as ib
-from dnsaudit.fakekube.objects import canonical_image
+from dnsaudit.testbed import imagebuild as ib
+from dnsaudit.testbed.fakekube.objects import canonical_image
 
 PREFIX = "dnsaudit-demo-stand-ins"
 STAND_IN_BINARY = "/usr/local/bin/dnsaudit-demo-stand-in"
@@ -239,7 +239,7 @@ def stand_in(ref: str) -> BuiltImage | None:
 def demo_image_digest(ref: str) -> str | None:
     """The index digest of ``ref``'s stand-in (stable across runs and machines), or None if it has none.
 
-    A digest provider for ``dnsaudit.fakekube.objects.set_image_digest_provider``.
+    A digest provider for ``dnsaudit.testbed.fakekube.objects.set_image_digest_provider``.
     """
     image = stand_in(ref)
     return image.digest if image else None

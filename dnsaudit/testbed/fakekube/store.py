@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from dnsaudit.fakekube.types import BUILTIN_TYPES, ResourceType, types_from_crd
+from dnsaudit.testbed.fakekube.types import BUILTIN_TYPES, ResourceType, types_from_crd
 
 DEFAULT_CREATION = "2026-01-05T09:00:00Z"
 
