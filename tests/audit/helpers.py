@@ -132,12 +132,11 @@ def run(args: list[str], *, stdin: str | None = None, cwd: str | None = None) ->
     return subprocess.run(args, input=stdin, capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
-def demo_cluster(spec) -> tuple[list, AuditContext]:
-    """``(audits, ctx)`` of every workload object of a demo cluster spec, audited without a cluster or a
-    database, as ``tests/web/factories.demo_audits`` does: one pool per spec pool (node file entered), the
-    spec's upstream answers as probes, libc inferred from the references, the spec's CoreDNS form."""
-    from dnsaudit.core.audit import audit_workloads
-    from dnsaudit.core.manifests import ANSWERS, workload_from_object
+def demo_context(spec) -> AuditContext:
+    """The audit context of a demo cluster spec without a cluster or a database: one pool per spec pool
+    (node file entered), the spec's upstream answers as probes, libc inferred from the references, the
+    spec's Kyverno and CoreDNS form. Shared by these tests and ``tests/web/factories.demo_audits``."""
+    from dnsaudit.core.manifests import ANSWERS
 
     pools = {
         p.name: NodePool(
@@ -166,7 +165,7 @@ def demo_cluster(spec) -> tuple[list, AuditContext]:
         )
         for domain, answer in spec.upstream.items()
     ]
-    ctx = AuditContext(
+    return AuditContext(
         pools=pools,
         default_pool=spec.pools[0].name,
         probes=probes,
@@ -185,6 +184,14 @@ def demo_cluster(spec) -> tuple[list, AuditContext]:
             ),
         },
     )
+
+
+def demo_cluster(spec) -> tuple[list, AuditContext]:
+    """``(audits, ctx)`` of the top-owner workloads of a demo cluster spec, audited in :func:`demo_context`."""
+    from dnsaudit.core.audit import audit_workloads
+    from dnsaudit.core.manifests import workload_from_object
+
+    ctx = demo_context(spec)
     # Top owners only, as the inventory reports them (a Pod of a ReplicaSet is its Deployment's finding).
     tops = [obj for obj in spec.objects if not (obj.get("metadata") or {}).get("ownerReferences")]
     workloads = [w for w in (workload_from_object(obj) for obj in tops) if w is not None]

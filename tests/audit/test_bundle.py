@@ -29,6 +29,7 @@ from tests.audit.checks import (
     validate_kyverno,
 )
 from tests.audit.helpers import demo_cluster, kubectl, manifest, run, seed_ctx, workload
+from tests.support import need
 
 
 def _seed_audits(**ctx_kw):
@@ -281,8 +282,10 @@ def test_demo_bundle_runs_as_shipped_renders_and_validates(spec, tmp_path):
 
 def test_kubernetes_validate_works_offline(tmp_path):
     """The schemas ship inside the wheel: validation in a namespace without any network."""
-    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rn", "true"]).returncode != 0:
-        pytest.skip("no user/network namespaces here")
+    need(
+        shutil.which("unshare") is not None and subprocess.run(["unshare", "-rn", "true"]).returncode == 0,
+        "no user/network namespaces here (unshare -rn)",
+    )
     code = (
         "import kubernetes_validate as kv, socket\n"
         "try:\n    socket.create_connection(('1.1.1.1', 443), timeout=1); raise SystemExit('network!')\n"

@@ -333,40 +333,13 @@ def demo_audits(spec=None) -> list:
     default), audited by :func:`dnsaudit.core.audit.audit_workloads` without a cluster: one node pool per
     pool of the spec (node file entered), the spec's upstream answers as probes, libc inferred from the
     image references. Pure: touches no database."""
-    from dnsaudit.core.audit import AuditContext, audit_workloads
-    from dnsaudit.core.manifests import ANSWERS, workload_from_object
-    from dnsaudit.core.model import KubeletDNS, NodePool, ProbeResult
+    from dnsaudit.core.audit import audit_workloads
+    from dnsaudit.core.manifests import workload_from_object
     from dnsaudit.testbed.fakekube.fleet import openstack_prod
+    from tests.audit.helpers import demo_context
 
     spec = spec or openstack_prod()
-    pools = {
-        p.name: NodePool(
-            name=p.name,
-            kubelet=KubeletDNS(
-                cluster_dns=tuple(p.cluster_dns),
-                cluster_domain=p.cluster_domain,
-                resolv_conf=p.resolv_conf_path,
-                version=p.info.kubelet_version,
-            ),
-            node_resolv_conf=p.node_resolv_conf,
-            nodes=list(p.nodes),
-            node_resolv_conf_source="entered",
-            node_resolv_conf_evidence=["entered by the test factory"],
-        )
-        for p in spec.pools
-    }
-    probes = [
-        ProbeResult(
-            domain=domain,
-            probe_name="example.com",
-            qname=f"example.com.{domain}",
-            server=spec.cluster_dns[0],
-            a=ANSWERS[answer],
-            aaaa=ANSWERS[answer],
-        )
-        for domain, answer in spec.upstream.items()
-    ]
-    ctx = AuditContext(pools=pools, default_pool=spec.pools[0].name, probes=probes)
+    ctx = demo_context(spec)
     workloads = [w for w in (workload_from_object(obj) for obj in spec.objects) if w is not None]
     return list(zip(workloads, audit_workloads(workloads, ctx), strict=True))
 
