@@ -111,6 +111,11 @@ class Cluster(models.Model):
         default=list, blank=True, help_text="assumed kubelet clusterDNS when configz is unreadable"
     )
     cluster_domain = models.CharField(max_length=253, default="cluster.local")
+    notify_urls_encrypted = models.TextField(
+        blank=True,
+        help_text="Fernet token of this cluster's apprise URLs (comma-separated), overriding "
+        "DNSAUDIT_NOTIFY_URLS; never shown again",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -288,6 +293,12 @@ class WorkloadResult(models.Model):
     report = BulkJSONField(help_text="the workload in the shared report schema")
     detail = BulkJSONField(default=dict, help_text="traces, patches and evidence for the workload page")
     search_text = models.CharField(max_length=1024, blank=True)
+    #: The exemption that applies to this workload in this scan (annotation or dnsaudit), in the report
+    #: schema's shape ({"reason", "source", "by", "expires", "id"}), or null. Kept out of ``report`` so that
+    #: exempting or unexempting updates one small column of the current scan's rows.
+    exemption = models.JSONField(null=True, blank=True)
+    #: The exemption's last day (null: none, or no expiry); past it the exemption no longer applies.
+    exempt_until = models.DateField(null=True, blank=True)
 
     class Meta:
         ordering = ["namespace", "kind", "name"]
@@ -398,3 +409,79 @@ class ApiToken(models.Model):
             return
         type(self).objects.filter(pk=self.pk).update(last_used_at=now)
         self.last_used_at = now
+
+
+class Exemption(models.Model):
+    """ "We know, and we accept this one": entered in dnsaudit for a cluster, a namespace, a workload or an
+    image reference. An exemption never changes a verdict; the workload keeps its risk and is shown apart.
+
+    Scope: ``namespace`` empty = every namespace; ``workload`` (``KIND/NAME``) empty = every workload of the
+    namespace; ``image`` (a reference as the pod spec writes it) empty = any image. Removal keeps the row
+    (``removed_at``/``removed_by``) for the record; an exemption past ``expires`` stops applying.
+    """
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="exemptions")
+    namespace = models.CharField(max_length=253, blank=True)
+    workload = models.CharField(max_length=320, blank=True, help_text="KIND/NAME, or empty for all")
+    image = models.CharField(max_length=1024, blank=True, help_text="an image reference, or empty for any")
+    reason = models.TextField()
+    expires = models.DateField(null=True, blank=True, help_text="last day it applies; empty: no expiry")
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(default=timezone.now)
+    removed_by = models.CharField(max_length=150, blank=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["cluster", "removed_at"], name="exemption_cluster")]
+
+    def __str__(self) -> str:
+        return f"exemption {self.pk} of {self.cluster_id}"
+
+
+class NotificationDelivery(models.Model):
+    """One message sent (or attempted) for one event kind of one scan, through apprise.
+
+    ``fingerprint`` is what the message said (e.g. the sorted newly affected workloads), so the same news is
+    never sent twice; ``status`` ``failed`` rows are shown on the cluster page and never fail the scan.
+    """
+
+    SENT, FAILED = "sent", "failed"
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="notifications")
+    scan = models.ForeignKey(Scan, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    event = models.CharField(max_length=32, help_text="new-findings, scan-failed or scan-partial")
+    fingerprint = models.CharField(max_length=64)
+    status = models.CharField(max_length=8, choices=[(SENT, SENT), (FAILED, FAILED)])
+    targets = models.PositiveIntegerField(default=0, help_text="how many notification URLs were used")
+    title = models.CharField(max_length=250, blank=True)
+    error = models.TextField(blank=True, help_text="why delivery failed (never a URL's secret)")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["cluster", "event", "-created_at"], name="notify_cluster_event")]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.status} for {self.cluster_id}"
+
+
+class AuditEvent(models.Model):
+    """Who did what, when, from where: every change a person or a token makes, logins included.
+
+    ``detail`` holds what changed, never a secret (no kubeconfig, token, password or URL credential).
+    """
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.CharField(max_length=150, blank=True, help_text="username, or empty when unknown")
+    via = models.CharField(max_length=16, default="web", help_text="web, api (a token), cli, sso or system")
+    action = models.CharField(max_length=64, db_index=True)
+    target = models.CharField(max_length=512, blank=True, help_text="what was acted on, e.g. cluster name")
+    address = models.GenericIPAddressField(null=True, blank=True)
+    success = models.BooleanField(default=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.actor or '-'} {self.action} {self.target}"
