@@ -85,6 +85,7 @@ def _pick_template(by_risk: dict[str, list], risk: str, i: int):
 
 
 def _row(scan_id: int, i: int, risk: str, tpl):
+    """A workload row and its content (report, detail, search text), stored as a scan stores them."""
     from clusters.models import WorkloadResult
 
     ns = f"team-{i % 120:03d}"
@@ -93,7 +94,7 @@ def _row(scan_id: int, i: int, risk: str, tpl):
     report = dict(tpl.report)
     report.update(namespace=ns, kind=kind, name=name, risk=risk)
     images = [c.get("image", "") for c in report.get("containers", [])]
-    return WorkloadResult(
+    row = WorkloadResult(
         scan_id=scan_id,
         namespace=ns,
         kind=kind,
@@ -105,10 +106,8 @@ def _row(scan_id: int, i: int, risk: str, tpl):
         recommended=tpl.recommended,
         dns_policy=tpl.dns_policy,
         host_network=tpl.host_network,
-        report=report,
-        detail=tpl.detail,
-        search_text=" ".join([ns, kind, name, *images])[:1024].lower(),
     )
+    return row, (report, tpl.detail, " ".join([ns, kind, name, *images])[:1024].lower())
 
 
 def build_cluster(
@@ -117,7 +116,7 @@ def build_cluster(
     """A cluster with ``scans`` finished scans of ``rows`` workloads each (the newest last)."""
     from django.utils import timezone
 
-    from clusters.models import Cluster, NodePoolResult, Scan, WorkloadResult
+    from clusters.models import Cluster, NodePoolResult, Scan, WorkloadResult, store_contents
 
     cluster = Cluster.objects.create(
         name=name,
@@ -171,7 +170,10 @@ def build_cluster(
                 for p in pools[:3]
             ]
         )
-        batch = [_row(scan.pk, i, risk_of[i], _pick_template(by_risk, risk_of[i], i)) for i in range(rows)]
+        made = [_row(scan.pk, i, risk_of[i], _pick_template(by_risk, risk_of[i], i)) for i in range(rows)]
+        batch = [row for row, _ in made]
+        for row, content in zip(batch, store_contents([c for _, c in made]), strict=True):
+            row.content = content
         WorkloadResult.objects.bulk_create(batch, batch_size=1000)
     return cluster
 
@@ -260,7 +262,10 @@ def run(quick: bool, tmp: Path) -> dict:
 
     with connection.cursor() as cur:
         cur.execute("analyze")
-        cur.execute("select pg_total_relation_size('clusters_workloadresult')")
+        cur.execute(
+            "select pg_total_relation_size('clusters_workloadresult')"
+            " + pg_total_relation_size('clusters_workloadcontent')"
+        )
         table_bytes = cur.fetchone()[0]
     total_rows = WorkloadResult.objects.count()
 

@@ -1,6 +1,6 @@
 """dnsaudit benchmarks: scan speed and memory, fleet throughput, dashboard latency.
 
-    .venv/bin/python bench/run.py [--quick] [--only scan|images|fleet|dashboard] [--json]
+    .venv/bin/python bench/run.py [--quick] [--only scan|images|fleet|storage|dashboard] [--json]
                                   [--json-out FILE] [--no-profile]
 
 Figures come from ONE run on whatever machine runs this (often shared and noisy): they are printed
@@ -30,7 +30,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 from common import REPO, fmt_mb, fmt_s, machine, print_table, setup_django, verdict  # noqa: E402
 
 READY_FLAG = "DNSAUDIT_BENCH_SERVICES"
-BENCHES = ("scan", "images", "fleet", "dashboard")
+BENCHES = ("scan", "images", "fleet", "storage", "dashboard")
 
 
 def _reexec_under_services() -> int:
@@ -341,6 +341,14 @@ def main() -> int:
 
             results["fleet"] = scan_bench.run_fleet(args.quick, tmp)
             report_fleet(results["fleet"])
+        if "storage" in chosen:
+            import storage_bench
+
+            results["storage"] = storage_bench.run(args.quick)
+            print_table(
+                "Storage: bytes a scan adds (real save stage, PostgreSQL)",
+                storage_bench.report_rows(results["storage"]),
+            )
         if "dashboard" in chosen:
             import dashboard_bench
 

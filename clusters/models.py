@@ -8,11 +8,12 @@ so a failed scan never replaces the last good report.
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import connection, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -275,10 +276,97 @@ class BulkJSONField(models.JSONField):
         return "%s"
 
 
+class WorkloadContent(models.Model):
+    """What a scan found about one workload (its ``report`` and ``detail``), stored once by content.
+
+    Most workloads do not change between scans, so each scan's :class:`WorkloadResult` row points at the
+    content it found instead of repeating it: an unchanged workload rescanned costs one small row. The key is
+    the SHA-256 of the canonical JSON of report, detail and search text (:func:`content_digest`); rows no
+    scan refers to any more are deleted when scans are pruned (:func:`prune_contents`).
+    """
+
+    digest = models.CharField(max_length=64, unique=True)
+    report = BulkJSONField(help_text="the workload in the shared report schema")
+    detail = BulkJSONField(default=dict, help_text="traces, patches and evidence for the workload page")
+    search_text = models.CharField(max_length=1024, blank=True)
+
+    def __str__(self) -> str:
+        return f"content {self.digest[:12]}"
+
+
+def content_digest(report: dict, detail: dict, search_text: str) -> str:
+    """SHA-256 of the canonical JSON (sorted keys, no whitespace) of one workload's stored content."""
+    blob = json.dumps(
+        [report, detail, search_text], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def store_contents(items: list[tuple[dict, dict, str]]) -> list[WorkloadContent]:
+    """The :class:`WorkloadContent` of each ``(report, detail, search_text)``, creating only the missing ones.
+
+    Existing rows are found by digest (one query per 1,000 digests); new ones are bulk-inserted with
+    ``ignore_conflicts`` (two scans saving the same new content at once both succeed) and read back.
+    """
+    digests = [content_digest(r, d, t) for r, d, t in items]
+    found: dict[str, WorkloadContent] = {}
+    wanted = list(dict.fromkeys(digests))
+    for i in range(0, len(wanted), 1000):
+        for c in WorkloadContent.objects.filter(digest__in=wanted[i : i + 1000]).only("id", "digest"):
+            found[c.digest] = c
+    missing = {}
+    for digest, (report, detail, text) in zip(digests, items, strict=True):
+        if digest not in found and digest not in missing:
+            missing[digest] = WorkloadContent(digest=digest, report=report, detail=detail, search_text=text)
+    if missing:
+        WorkloadContent.objects.bulk_create(missing.values(), batch_size=500, ignore_conflicts=True)
+        keys = list(missing)
+        for i in range(0, len(keys), 1000):
+            for c in WorkloadContent.objects.filter(digest__in=keys[i : i + 1000]).only("id", "digest"):
+                found[c.digest] = c
+    return [found[d] for d in digests]
+
+
+#: PostgreSQL advisory lock between saving scans (shared) and deleting unreferenced contents (exclusive):
+#: a save that found an existing content must not see it deleted before its rows refer to it.
+CONTENT_LOCK = 0x646E_7361_7564_6974 & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def lock_contents_shared() -> None:
+    """In a saving transaction: keep :func:`prune_contents` away until it commits (PostgreSQL; SQLite
+    transactions already exclude each other)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", [CONTENT_LOCK])
+
+
+def prune_contents() -> int:
+    """Delete the contents no scan refers to any more; returns how many.
+
+    Skipped (0) while a scan is being saved: the next prune takes what is left.
+    """
+    table = WorkloadContent._meta.db_table
+    results = WorkloadResult._meta.db_table
+    with transaction.atomic(), connection.cursor() as cur:
+        if connection.vendor == "postgresql":
+            cur.execute("SELECT pg_try_advisory_xact_lock(%s)", [CONTENT_LOCK])
+            if not cur.fetchone()[0]:
+                return 0
+        cur.execute(
+            f"DELETE FROM {table} WHERE NOT EXISTS "  # noqa: S608 - our own table names
+            f"(SELECT 1 FROM {results} r WHERE r.content_id = {table}.id)"
+        )
+        return cur.rowcount
+
+
 class WorkloadResult(models.Model):
+    """One workload in one scan: the columns pages filter, sort and count by, and a reference to its
+    content (report and detail, shared by every scan that found the same)."""
+
     RISKS = ("affected", "at-risk", "safe", "unknown")
 
-    scan = models.ForeignKey(Scan, on_delete=models.CASCADE, related_name="workloads")
+    # No index of its own: every index below starts with the scan.
+    scan = models.ForeignKey(Scan, on_delete=models.CASCADE, related_name="workloads", db_index=False)
     namespace = models.CharField(max_length=253)
     # A kind is a DNS-1035 label when lower-cased (the API server validates CRD kinds so): up to 63.
     kind = models.CharField(max_length=63)
@@ -290,9 +378,9 @@ class WorkloadResult(models.Model):
     recommended = models.CharField(max_length=16, blank=True)
     dns_policy = models.CharField(max_length=32, blank=True)
     host_network = models.BooleanField(default=False)
-    report = BulkJSONField(help_text="the workload in the shared report schema")
-    detail = BulkJSONField(default=dict, help_text="traces, patches and evidence for the workload page")
-    search_text = models.CharField(max_length=1024, blank=True)
+    # No index: only pruning looks rows up by content (one anti-join after old scans are deleted), and
+    # an index would cost every scan ~25 bytes per workload (bench/storage_bench.py).
+    content = models.ForeignKey(WorkloadContent, on_delete=models.PROTECT, related_name="+", db_index=False)
     #: The exemption that applies to this workload in this scan (annotation or dnsaudit), in the report
     #: schema's shape ({"reason", "source", "by", "expires", "id"}), or null. Kept out of ``report`` so that
     #: exempting or unexempting updates one small column of the current scan's rows.
@@ -312,6 +400,20 @@ class WorkloadResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.kind}/{self.name}"
+
+    # The content, read through: ``select_related("content")`` (or ``.only("content__report")``) when
+    # reading many rows, or each access is a query.
+    @property
+    def report(self) -> dict:
+        return self.content.report
+
+    @property
+    def detail(self) -> dict:
+        return self.content.detail
+
+    @property
+    def search_text(self) -> str:
+        return self.content.search_text
 
 
 class ImageVerdict(models.Model):

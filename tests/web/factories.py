@@ -14,7 +14,7 @@ from datetime import timedelta
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
-from clusters.models import Cluster, NodePoolResult, Scan, WorkloadResult
+from clusters.models import Cluster, NodePoolResult, Scan, WorkloadResult, store_contents
 
 PASSWORD = "correct-horse-battery-9"
 _seq = itertools.count(1)
@@ -277,9 +277,7 @@ def make_workload(
         recommended="dnsConfig" if fix else "none",
         dns_policy="ClusterFirst",
         host_network=False,
-        report=report,
-        detail=detail,
-        search_text=f"{namespace}/{kind}/{name} {image}".lower(),
+        content=store_contents([(report, detail, f"{namespace}/{kind}/{name} {image}".lower())])[0],
     )
 
 
@@ -386,7 +384,7 @@ def make_audited_workload(scan: Scan, key: str, spec=None, *, audited=None) -> W
         recommended=report["remediation"]["recommended"],
         dns_policy=report["dns_policy"],
         host_network=report["host_network"],
-        report=report,
-        detail=detail,
-        search_text=" ".join([key, *(c["image"] for c in report["containers"])]).lower(),
+        content=store_contents(
+            [(report, detail, " ".join([key, *(c["image"] for c in report["containers"])]).lower())]
+        )[0],
     )

@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from clusters.models import Scan
+from clusters.models import Scan, WorkloadContent
 from dnsaudit.core.audit import AuditContext, cluster_remediation
 from tests.web import factories
 
@@ -233,7 +233,7 @@ def test_the_random_probe_is_explained_on_the_workload_page_where_a_reason_names
     report["reasons"] = [
         "Nobody has probed how corp.example answers. Probe '<random>.corp.example' to confirm."
     ]
-    type(row).objects.filter(pk=row.pk).update(report=report)
+    WorkloadContent.objects.filter(pk=row.content_id).update(report=report)
     row.refresh_from_db()
     body = workload_page(client_as, row)
     why = re.search(r'<section aria-labelledby="why-h".*?</section>', body, re.S).group(0)

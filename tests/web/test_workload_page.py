@@ -81,7 +81,7 @@ def test_workload_without_dns_config_says_none(client_as, openstack_scan):
 def test_a_row_stored_before_dns_config_existed_says_so(client_as, openstack_scan):
     row = factories.make_audited_workload(openstack_scan, "payments/Deployment/payments-api")
     del row.report["dns_config"]
-    row.save(update_fields=["report"])
+    row.content.save(update_fields=["report"])
     response = page(client_as, row)
     assert response.status_code == 200
     assert "not recorded" in dd(response.content.decode(), "dns-config")
@@ -90,7 +90,7 @@ def test_a_row_stored_before_dns_config_existed_says_so(client_as, openstack_sca
 def test_a_row_that_does_not_match_the_schema_is_refused_with_the_path(client_as, openstack_scan, caplog):
     row = factories.make_audited_workload(openstack_scan, "payments/Deployment/payments-api")
     row.detail["search_origin"] = [{"domain": "openstacklocal", "origin": "node"}]  # a shape nobody writes
-    row.save(update_fields=["detail"])
+    row.content.save(update_fields=["detail"])
     response = page(client_as, row)
     assert response.status_code == 500
     text = response.content.decode()
