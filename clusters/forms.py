@@ -69,6 +69,13 @@ class AddClusterForm(forms.Form):
         return data
 
 
+class BlindTextarea(forms.Textarea):
+    """A textarea that never renders a value: what was saved (or just typed) is not sent back."""
+
+    def format_value(self, value):
+        return None
+
+
 class ClusterSettingsForm(forms.ModelForm):
     """Scan settings. List fields are edited as text (one entry per line); per-pool resolv.conf fields are
     added for each pool the last scan saw (and each pool already configured).
@@ -98,6 +105,17 @@ class ClusterSettingsForm(forms.ModelForm):
         label="Assumed clusterDNS",
         help_text="used when the kubelet configuration cannot be read (nodes/proxy); one IP per line",
         widget=forms.Textarea(attrs={"rows": 1, "class": "mono"}),
+    )
+    notify_urls = forms.CharField(
+        required=False,
+        label="Notification URLs of this cluster",
+        help_text="",  # set in __init__: what is stored now
+        widget=BlindTextarea(
+            attrs={"rows": 2, "class": "mono", "spellcheck": "false", "autocomplete": "off"}
+        ),
+    )
+    notify_urls_clear = forms.BooleanField(
+        required=False, label="Clear this cluster's notification URLs (DNSAUDIT_NOTIFY_URLS applies again)"
     )
 
     class Meta:
@@ -137,6 +155,8 @@ class ClusterSettingsForm(forms.ModelForm):
         self.fields["probe_nameservers_text"].initial = "\n".join(cluster.probe_nameservers or [])
         self.fields["probe_names_text"].initial = "\n".join(cluster.probe_names or [])
         self.fields["cluster_dns_text"].initial = "\n".join(cluster.cluster_dns or [])
+        self.notify_change = ""  # "set" or "cleared" once saved
+        self.fields["notify_urls"].help_text = _notify_help(cluster)
         entered = cluster.node_resolv_conf_entered or {}
         self.fields["node_resolv_conf"].help_text += _entered_note(entered.get(ALL_POOLS))
         names = list(dict.fromkeys([*(pool_names or []), *sorted((cluster.pool_resolv_conf or {}).keys())]))
@@ -172,6 +192,20 @@ class ClusterSettingsForm(forms.ModelForm):
             except forms.ValidationError as exc:
                 self.add_error(key, exc)
         return data
+
+    def clean_notify_urls(self) -> list[str]:
+        from .notify import check_urls, split_urls
+
+        try:
+            return check_urls(split_urls(self.cleaned_data.get("notify_urls") or ""))
+        except ValueError as exc:  # names the URL by position and scheme only
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_notify_urls_clear(self) -> bool:
+        clear = bool(self.cleaned_data.get("notify_urls_clear"))
+        if clear and self.data.get(self.add_prefix("notify_urls"), "").strip():
+            raise forms.ValidationError("either replace the notification URLs or clear them, not both")
+        return clear
 
     def clean_probe_nameservers_text(self) -> list[str]:
         items = split_lines(self.cleaned_data["probe_nameservers_text"])
@@ -217,9 +251,36 @@ class ClusterSettingsForm(forms.ModelForm):
             for pool, record in (cluster.node_resolv_conf_entered or {}).items()
             if cluster.entered_node_file(pool)
         }
+        if self.cleaned_data.get("notify_urls_clear") and cluster.notify_urls_encrypted:
+            cluster.notify_urls_encrypted = ""
+            self.notify_change = "cleared"
+        elif self.cleaned_data.get("notify_urls"):
+            from .notify import store_cluster_urls
+
+            store_cluster_urls(cluster, ",".join(self.cleaned_data["notify_urls"]))
+            self.notify_change = "set"
         if commit:
             cluster.save()
         return cluster
+
+
+def _notify_help(cluster: Cluster) -> str:
+    """What the notification field says: whether the cluster has URLs of its own (never which)."""
+    from .notify import cluster_url_count
+
+    count = cluster_url_count(cluster)
+    default = len(getattr(settings, "DNSAUDIT_NOTIFY_URLS", []) or [])
+    fallback = f"DNSAUDIT_NOTIFY_URLS ({default} URL{'s' if default != 1 else ''})" if default else "nothing"
+    if count is None:
+        state = "set, but they cannot be decrypted with the configured keys: replace or clear them"
+    elif count:
+        state = f"set ({count} URL{'s' if count != 1 else ''}); they are never shown again"
+    else:
+        state = f"not set: {fallback} applies"
+    return (
+        f"apprise URLs (json://, mailto://, slack://, msteams://…), comma-separated or one per line; they "
+        f"replace DNSAUDIT_NOTIFY_URLS for this cluster. Empty keeps what is stored. Now: {state}."
+    )
 
 
 def _pool_help(record: dict | None, source: str | None) -> str:

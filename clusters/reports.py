@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
+from . import exemptions
 from .models import Scan, WorkloadResult
 
 CSV_COLUMNS = [
@@ -24,6 +25,9 @@ CSV_COLUMNS = [
     "searches",
     "reasons",
     "node_resolv_conf_source",
+    "exemption_reason",
+    "exemption_source",
+    "exemption_expires",
 ]
 
 #: What each node file source means, in the words the page, the exports and the README use.
@@ -125,13 +129,20 @@ def cluster_summary(cluster) -> dict:
 
 def scan_report(scan: Scan) -> dict:
     """``{"cluster": ..., "scan": ..., "node_pools": [...], "workloads": [...]}`` (shared schema)."""
-    workloads = [w.report for w in scan.workloads.order_by("namespace", "kind", "name").only("report")]
+    today = exemptions.today()
+    workloads = [
+        exemptions.report_of(w, today)  # the row's exemption merged back while it applies
+        for w in scan.workloads.select_related("content")
+        .order_by("namespace", "kind", "name")
+        .only("exemption", "exempt_until", "content__report")
+    ]
     rows = list(scan.node_pools.all())
     return {
         "cluster": cluster_summary(scan.cluster),
         "scan": scan_summary(scan),
         "node_pools": [pool_dict(p) for p in rows],
         "node_file_gaps": node_file_gaps(scan, rows),
+        "exempted": {r: n for r, n in exemptions.exempted_counts(scan, today).items() if r != "at_risk"},
         "workloads": workloads,
     }
 
@@ -156,8 +167,10 @@ def scan_report_csv(scan: Scan) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
-    for w in scan.workloads.order_by("namespace", "kind", "name"):
+    today = exemptions.today()
+    for w in scan.workloads.select_related("content").order_by("namespace", "kind", "name"):
         rep = w.report
+        exemption = exemptions.row_exemption(w, today) or {}
         row = [
             scan.cluster.name,
             scan.pk,
@@ -175,6 +188,9 @@ def scan_report_csv(scan: Scan) -> str:
             " ".join(rep.get("resolv_conf", {}).get("searches", [])),
             " | ".join(rep.get("reasons", [])),
             rep.get("node_resolv_conf_source", "unknown"),
+            exemption.get("reason", ""),
+            exemption.get("source", ""),
+            exemption.get("expires") or "",
         ]
         writer.writerow([csv_cell(v) for v in row])
     return out.getvalue()

@@ -2,7 +2,19 @@
 
 from django.urls import path
 
-from .views import account, api, exports, fleet, manage, metrics, report, scans, workload
+from .views import (
+    account,
+    api,
+    auditlog,
+    exemptions,
+    exports,
+    fleet,
+    manage,
+    metrics,
+    report,
+    scans,
+    workload,
+)
 
 app_name = "clusters"
 
@@ -17,6 +29,12 @@ urlpatterns = [
     path("clusters/<slug:name>/rescan/", scans.rescan, name="rescan"),
     path("clusters/<slug:name>/scans/<int:scan_id>/progress/", scans.scan_progress, name="scan_progress"),
     path("clusters/<slug:name>/workloads/<int:pk>/", workload.workload_detail, name="workload"),
+    path("clusters/<slug:name>/exemptions/", exemptions.cluster_exemptions, name="exemptions"),
+    path(
+        "clusters/<slug:name>/exemptions/<int:pk>/remove/",
+        exemptions.remove_exemption,
+        name="remove_exemption",
+    ),
     path(
         "clusters/<slug:name>/workloads/<int:pk>/fix-<int:index>.yaml",
         exports.workload_patch,
@@ -33,9 +51,13 @@ urlpatterns = [
     path("clusters/<slug:name>/export/bundle.zip", exports.bundle_zip, name="export_bundle"),
     path("account/tokens/", account.api_tokens, name="tokens"),
     path("account/tokens/<int:pk>/revoke/", account.revoke_token, name="revoke_token"),
+    path("audit/", auditlog.audit_log, name="audit"),
     path("api/v1/clusters", api.clusters, name="api_clusters"),
     path("api/v1/clusters/<slug:name>/scans", api.cluster_scans, name="api_scans"),
+    path("api/v1/clusters/<slug:name>/exemptions", exemptions.api_cluster_exemptions, name="api_exemptions"),
+    path("api/v1/exemptions/<int:pk>", exemptions.api_exemption, name="api_exemption"),
     path("api/v1/scans/<int:scan_id>", api.scan_detail, name="api_scan"),
     path("api/v1/scans/<int:scan_id>/workloads", api.scan_workloads, name="api_scan_workloads"),
+    path("api/v1/scans/<int:scan_id>/policyreports", api.scan_policy_reports, name="api_scan_policyreports"),
     path("metrics", metrics.metrics, name="metrics"),
 ]

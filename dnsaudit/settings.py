@@ -8,11 +8,14 @@ for production defaults (DEBUG off, secure cookies, keys required) that pass ``m
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
+from dnsaudit.core.sso import SsoConfigError, sso_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("DNSAUDIT_VAR_DIR", BASE_DIR / "var"))
@@ -161,6 +164,18 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "clusters:fleet"
 LOGOUT_REDIRECT_URL = "login"
 
+# --- Single sign-on (OpenID Connect, dnsaudit/oidc.py): off unless DNSAUDIT_OIDC_ISSUER, DNSAUDIT_OIDC_CLIENT_ID
+# and DNSAUDIT_OIDC_CLIENT_SECRET are all set; then DNSAUDIT_OIDC_GROUPS_CLAIM and DNSAUDIT_OIDC_ROLE_MAP map the
+# provider's groups to roles, and its backend comes after django-axes' and ModelBackend.
+try:
+    _SSO = sso_settings(os.environ)
+except SsoConfigError as _error:
+    raise ImproperlyConfigured(str(_error)) from None
+globals().update(_SSO)
+DNSAUDIT_OIDC_ENABLED = bool(_SSO["DNSAUDIT_OIDC_ENABLED"])
+if DNSAUDIT_OIDC_ENABLED:
+    AUTHENTICATION_BACKENDS.append("dnsaudit.oidc.OidcBackend")
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False
@@ -192,6 +207,10 @@ CELERY_TASK_TIME_LIMIT = DNSAUDIT_SCAN_TIME_LIMIT
 DNSAUDIT_SCAN_STALE_AFTER = env_int("DNSAUDIT_SCAN_STALE_AFTER", 300)
 DNSAUDIT_SCAN_QUEUED_TIMEOUT = env_int("DNSAUDIT_SCAN_QUEUED_TIMEOUT", 3600)
 DNSAUDIT_KEEP_SCANS = env_int("DNSAUDIT_KEEP_SCANS", 10)
+# Audit log retention (clusters.auditlog): events older than this many days are deleted; 0 keeps them all.
+DNSAUDIT_AUDIT_RETENTION_DAYS = env_int("DNSAUDIT_AUDIT_RETENTION_DAYS", 365)
+if DNSAUDIT_AUDIT_RETENTION_DAYS < 0:
+    raise ImproperlyConfigured("DNSAUDIT_AUDIT_RETENTION_DAYS must be 0 (keep forever) or a number of days")
 DNSAUDIT_IMAGE_CONCURRENCY = env_int("DNSAUDIT_IMAGE_CONCURRENCY", 8)
 DNSAUDIT_REGISTRY_TIMEOUT = env_int("DNSAUDIT_REGISTRY_TIMEOUT", 15)
 # Seconds a verdict inferred because the registry was unreachable is reused (0: never cached); then the
@@ -244,6 +263,19 @@ if PRODUCTION:
             ) from None
 DNSAUDIT_KUBECONFIG_MAX_BYTES = env_int("DNSAUDIT_KUBECONFIG_MAX_BYTES", 1024 * 1024)
 DNSAUDIT_METRICS_TOKEN = os.environ.get("DNSAUDIT_METRICS_TOKEN", "")
+
+# --- Notifications (clusters/notify.py): apprise URLs, comma-separated (a cluster's own URLs, set in its
+# settings, override them); the dashboard's address for the link in each message (no link when unset);
+# seconds one message may take (socket timeouts and the wait for every target).
+DNSAUDIT_NOTIFY_URLS = env_list("DNSAUDIT_NOTIFY_URLS", [])
+DNSAUDIT_BASE_URL = os.environ.get("DNSAUDIT_BASE_URL", "").strip().rstrip("/")
+if DNSAUDIT_BASE_URL and not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", DNSAUDIT_BASE_URL):
+    raise ImproperlyConfigured(
+        f"DNSAUDIT_BASE_URL={DNSAUDIT_BASE_URL!r} is not an http(s) address such as https://dnsaudit.example.com"
+    )
+DNSAUDIT_NOTIFY_TIMEOUT = env_int("DNSAUDIT_NOTIFY_TIMEOUT", 10)
+if not 1 <= DNSAUDIT_NOTIFY_TIMEOUT <= 300:
+    raise ImproperlyConfigured("DNSAUDIT_NOTIFY_TIMEOUT must be between 1 and 300 seconds")
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -11,3 +12,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("clusters.urls")),
 ]
+if settings.DNSAUDIT_OIDC_ENABLED:  # single sign-on (dnsaudit/oidc.py): its URLs exist only when configured
+    urlpatterns.insert(-1, path("oidc/", include("dnsaudit.oidc")))

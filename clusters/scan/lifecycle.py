@@ -26,6 +26,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from ..models import Cluster, Scan
+from ..notify import after_scan
 from .pipeline import collect_and_audit
 from .progress import Progress, ScanAborted, ScanTimeLimit
 from .stages.save import prune_scans, save
@@ -156,7 +157,8 @@ def execute_scan(scan_id: int, *, worker: str = "", client_factory: Callable | N
     try:
         result = collect_and_audit(scan.cluster, progress, client_factory=client_factory)
         progress.set("saving")
-        return save(scan_id, result, worker)
+        # Notifications go out once the report is committed, never failing or holding up the save.
+        return after_scan(save(scan_id, result, worker))
     except ScanAborted as exc:
         return _finish_failed(scan_id, str(exc), worker)
     except ScanTimeLimit as exc:
@@ -175,11 +177,11 @@ def _finish_failed(scan_id: int, message: str, worker: str | None = None) -> Sca
     mine = Scan.objects.filter(pk=scan_id, status=Scan.RUNNING)
     if worker is not None:
         mine = mine.filter(worker=worker)
-    mine.update(status=Scan.FAILED, error=message, finished_at=timezone.now(), stage="failed")
+    took = mine.update(status=Scan.FAILED, error=message, finished_at=timezone.now(), stage="failed")
     scan = Scan.objects.select_related("cluster").get(pk=scan_id)
     # Failed scans count towards the kept history too (the last good report is always kept).
     prune_scans(scan.cluster)
-    return scan
+    return after_scan(scan) if took else scan
 
 
 def reap_dead_scans(now=None) -> int:

@@ -7,6 +7,8 @@ from django.urls import reverse
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
+from clusters import exemptions
+
 register = template.Library()
 
 #: risk -> (icon, label). The icon is decorative (aria-hidden); the label carries the meaning.
@@ -104,6 +106,7 @@ def workload_rows(workloads, cluster_name: str) -> SafeString:
     head, tail = _workload_url_parts(cluster_name)
     dash = "–"
     out = []
+    today = exemptions.today()
     for w in workloads:
         url = (
             f"{head}{w.pk}{tail}"
@@ -121,7 +124,7 @@ def workload_rows(workloads, cluster_name: str) -> SafeString:
             f'        <th scope="row"><a href="{escape(url)}">{escape(w.name)}</a></th>\n'
             f"        <td>{escape(w.namespace)}</td>\n"
             f"        <td>{escape(w.kind)}</td>\n"
-            f"        <td>{risk_badge(w.risk)}</td>\n"
+            f"        <td>{risk_badge(w.risk)}{_exempted_badge(w, today)}</td>\n"
             f"        <td>{libc}</td>\n"
             f"        <td>{policy}</td>\n"
             f"        <td>{_text(w.node_pool, dash)}</td>\n"
@@ -129,6 +132,19 @@ def workload_rows(workloads, cluster_name: str) -> SafeString:
             "      </tr>"
         )
     return mark_safe("".join(out))  # noqa: S308 - every interpolated value above is escaped
+
+
+def _exempted_badge(w, today) -> str:
+    """A badge after the risk when an exemption applies to the row (its reason as the title); the risk stays."""
+    ex = getattr(w, "exemption", None)
+    if not ex or (w.exempt_until is not None and w.exempt_until < today):
+        return ""
+    return str(
+        format_html(
+            ' <span class="badge exempted" title="{}"><span class="icon" aria-hidden="true">⊘</span> exempted</span>',
+            f"{ex.get('source', '')}: {ex.get('reason', '')}",
+        )
+    )
 
 
 _PK_SENTINEL = 987654321987

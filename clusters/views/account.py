@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from .. import auditlog
 from ..access import require_role
 from ..forms import ApiTokenForm
 from ..models import ApiToken
@@ -46,7 +47,15 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
         if ApiToken.active().filter(user=request.user).count() >= MAX_TOKENS_PER_USER:
             form.add_error(None, f"at most {MAX_TOKENS_PER_USER} active tokens per user; revoke one first")
         else:
-            _, token = ApiToken.issue(request.user, form.cleaned_data["name"], form.expires_in_days())
+            row, token = ApiToken.issue(request.user, form.cleaned_data["name"], form.expires_in_days())
+            auditlog.record(
+                "token.create",
+                request=request,
+                target=row.name,
+                token_prefix=row.prefix,
+                token_id=row.pk,
+                expires_in_days=form.expires_in_days(),
+            )
             request.session["dnsaudit_new_token"] = token
             return redirect("clusters:tokens")
     response = render(
@@ -64,6 +73,9 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
 def revoke_token(request: HttpRequest, pk: int) -> HttpResponse:
     token = get_object_or_404(ApiToken, pk=pk, user=request.user)
     if token.revoke():
+        auditlog.record(
+            "token.revoke", request=request, target=token.name, token_prefix=token.prefix, token_id=token.pk
+        )
         messages.success(request, f"Token {token.name} ({token.prefix}…) revoked.")
     else:
         messages.info(request, f"Token {token.name} ({token.prefix}…) was already revoked.")

@@ -14,12 +14,16 @@ from django.core.paginator import Paginator
 from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from dnsaudit.core.policyreport import as_list, policy_reports
+
+from .. import exemptions
 from ..access import has_role
 from ..models import Cluster, NodePoolResult, Scan, WorkloadResult
 from ..reports import cluster_summary as cluster_meta
-from ..reports import node_file_gaps, pool_dict
+from ..reports import node_file_gaps, pool_dict, scan_report
 from ..reports import scan_summary as scan_meta
 
 API_PAGE_SIZE = 500
@@ -104,6 +108,7 @@ def scan_detail(request: HttpRequest, scan_id: int) -> HttpResponse:
             "scan": scan_meta(scan),
             "node_pools": pools,
             "node_file_gaps": node_file_gaps(scan, rows),
+            "exempted": {r: n for r, n in exemptions.exempted_counts(scan).items() if r != "at_risk"},
             "links": {"workloads": reverse("clusters:api_scan_workloads", args=[scan.pk])},
         }
     )
@@ -112,11 +117,16 @@ def scan_detail(request: HttpRequest, scan_id: int) -> HttpResponse:
 @api_view
 def scan_workloads(request: HttpRequest, scan_id: int) -> HttpResponse:
     """Workloads of a scan in the shared schema, filtered by ``risk``, ``namespace``, ``kind``, ``libc``,
-    ``remediation``, paginated with ``page`` and ``page_size`` (≤ 5000)."""
+    ``remediation``, ``exempted`` (``yes``/``no``), paginated with ``page`` and ``page_size`` (≤ 5000)."""
     scan = Scan.objects.select_related("cluster").filter(pk=scan_id).first()
     if scan is None:
         return _not_found("scan")
-    qs = WorkloadResult.objects.filter(scan=scan).only("report").order_by("namespace", "kind", "name", "pk")
+    qs = (
+        WorkloadResult.objects.filter(scan=scan)
+        .select_related("content")
+        .only("exemption", "exempt_until", "content__report")
+        .order_by("namespace", "kind", "name", "pk")
+    )
     for param, field in (
         ("risk", "risk"),
         ("namespace", "namespace"),
@@ -127,6 +137,9 @@ def scan_workloads(request: HttpRequest, scan_id: int) -> HttpResponse:
         values = [v for v in request.GET.getlist(param) for v in v.split(",") if v]
         if values:
             qs = qs.filter(**{f"{field}__in": values})
+    if request.GET.get("exempted") in ("yes", "no"):  # an exemption that applies today
+        active = exemptions.active_q()
+        qs = qs.filter(active) if request.GET["exempted"] == "yes" else qs.exclude(active)
     size = _int(request.GET.get("page_size"), API_PAGE_SIZE, 1, API_MAX_PAGE_SIZE)
     paginator = Paginator(qs, size)
     page_number = _int(request.GET.get("page"), 1, 1, 10**9)
@@ -135,6 +148,7 @@ def scan_workloads(request: HttpRequest, scan_id: int) -> HttpResponse:
             {"error": f"page {page_number} is past the last page ({paginator.num_pages})"}, status=404
         )
     page = paginator.page(page_number)
+    today = exemptions.today()
     return JsonResponse(
         {
             "cluster": cluster_meta(scan.cluster),
@@ -142,6 +156,20 @@ def scan_workloads(request: HttpRequest, scan_id: int) -> HttpResponse:
             "count": paginator.count,
             "page": page.number,
             "pages": paginator.num_pages,
-            "workloads": [w.report for w in page.object_list],
+            # The row's exemption (kept out of the stored report) merged back while it applies.
+            "workloads": [exemptions.report_of(w, today) for w in page.object_list],
         }
     )
+
+
+@api_view
+def scan_policy_reports(request: HttpRequest, scan_id: int) -> HttpResponse:
+    """The scan's report as wgpolicyk8s.io/v1alpha2 PolicyReports and a ClusterPolicyReport, in a ``v1``
+    ``List`` (:mod:`dnsaudit.core.policyreport`); 404 for a scan without a report (running or failed)."""
+    scan = Scan.objects.select_related("cluster").filter(pk=scan_id).first()
+    if scan is None:
+        return _not_found("scan")
+    if scan.status not in Scan.FINISHED_OK:
+        return JsonResponse({"error": f"scan {scan.pk} is {scan.status}: it has no report"}, status=404)
+    items = policy_reports(scan_report(scan), generated_at=timezone.now().isoformat())
+    return JsonResponse(as_list(items))

@@ -18,8 +18,9 @@ from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from dnsaudit.core import bundle, patches
+from dnsaudit.core import bundle, patches, policyreport
 
+from .. import auditlog, exemptions
 from ..access import require_role
 from ..models import Cluster, NodePoolResult, Scan, WorkloadResult
 from ..reports import node_file_gaps, scan_report, scan_report_csv
@@ -98,6 +99,7 @@ def report_json(request: HttpRequest, name: str) -> HttpResponse:
     cluster = get_cluster(name)
     scan = _report_scan(request, cluster)
     body = json.dumps(build_report(scan), indent=2, sort_keys=False, default=str)
+    auditlog.record("export.json", request=request, target=cluster.name, scan=scan.pk)
     return _download(body, f"dnsaudit-{safe_name(cluster.name)}-scan{scan.pk}.json", "application/json")
 
 
@@ -105,6 +107,7 @@ def report_json(request: HttpRequest, name: str) -> HttpResponse:
 def report_csv(request: HttpRequest, name: str) -> HttpResponse:
     cluster = get_cluster(name)
     scan = _report_scan(request, cluster)
+    auditlog.record("export.csv", request=request, target=cluster.name, scan=scan.pk)
     return _download(
         build_csv(scan), f"dnsaudit-{safe_name(cluster.name)}-scan{scan.pk}.csv", "text/csv; charset=utf-8"
     )
@@ -115,7 +118,9 @@ def report_html(request: HttpRequest, name: str) -> HttpResponse:
     cluster = get_cluster(name)
     scan = _report_scan(request, cluster)
     workloads = list(
-        WorkloadResult.objects.filter(scan=scan).only(
+        WorkloadResult.objects.filter(scan=scan)
+        .select_related("content")
+        .only(
             "namespace",
             "kind",
             "name",
@@ -124,16 +129,20 @@ def report_html(request: HttpRequest, name: str) -> HttpResponse:
             "musl_version",
             "recommended",
             "dns_policy",
-            "report",
-            "detail",
+            "exemption",
+            "exempt_until",
+            "content__report",
+            "content__detail",
         )
     )
     workloads.sort(
         key=lambda w: (RISK_ORDER.index(w.risk) if w.risk in RISK_ORDER else 9, w.namespace, w.kind, w.name)
     )
+    today = exemptions.today()
     for w in workloads:
         recs = (w.detail or {}).get("remediations") or []
         w.recommended_patch = next((r for r in recs if r.get("recommended")), recs[0] if recs else None)
+        w.applied_exemption = exemptions.row_exemption(w, today)
     pools = list(NodePoolResult.objects.filter(scan=scan))
     html = render_to_string(
         "clusters/export_report.html",
@@ -143,9 +152,11 @@ def report_html(request: HttpRequest, name: str) -> HttpResponse:
             "pools": pools,
             "node_file_gaps": node_file_gaps(scan, pools),
             "workloads": workloads,
+            "exempted": exemptions.exempted_counts(scan, today),
             "generated_at": timezone.now(),
         },
     )
+    auditlog.record("export.html", request=request, target=cluster.name, scan=scan.pk)
     return _download(
         html, f"dnsaudit-{safe_name(cluster.name)}-scan{scan.pk}.html", "text/html; charset=utf-8"
     )
@@ -155,11 +166,26 @@ def report_html(request: HttpRequest, name: str) -> HttpResponse:
 
 
 def _remediation(cluster: Cluster, pk: int, index: int) -> tuple[WorkloadResult, dict]:
-    workload = get_object_or_404(WorkloadResult, pk=pk, scan__cluster=cluster)
+    workload = get_object_or_404(
+        WorkloadResult.objects.select_related("content"), pk=pk, scan__cluster=cluster
+    )
     remediations = (workload.detail or {}).get("remediations") or []
     if not 0 <= index < len(remediations):
         raise Http404("no such remediation")
     return workload, remediations[index]
+
+
+def _record_patch(
+    request: HttpRequest, cluster: Cluster, workload: WorkloadResult, rem: dict, fmt: str
+) -> None:
+    auditlog.record(
+        "export.patch",
+        request=request,
+        target=f"{cluster.name}/{workload.namespace}/{workload.kind}/{workload.name}",
+        scan=workload.scan_id,
+        remedy=str(rem.get("kind", "")),
+        format=fmt,
+    )
 
 
 @require_role("operator")
@@ -169,6 +195,7 @@ def workload_patch(request: HttpRequest, name: str, pk: int, index: int) -> Http
     if not rem.get("patch_yaml"):
         raise Http404("this remediation has no patch")
     filename = f"{safe_name(workload.namespace)}-{safe_name(workload.kind.lower())}-{safe_name(workload.name)}-{safe_name(rem.get('kind', 'patch'))}.yaml"
+    _record_patch(request, cluster, workload, rem, "yaml")
     return _download(rem["patch_yaml"], filename, "application/yaml; charset=utf-8")
 
 
@@ -183,6 +210,7 @@ def workload_kubectl(request: HttpRequest, name: str, pk: int, index: int) -> Ht
     if body is None:
         raise Http404("this remediation has no kubectl command")
     filename = f"{safe_name(workload.namespace)}-{safe_name(workload.kind.lower())}-{safe_name(workload.name)}-{safe_name(rem.get('kind', 'patch'))}.sh"
+    _record_patch(request, cluster, workload, rem, "sh")
     return _download(body, filename, "text/x-shellscript; charset=utf-8")
 
 
@@ -193,7 +221,8 @@ def _bundle_rows(scan: Scan) -> Iterable[WorkloadResult]:
     return (
         WorkloadResult.objects.filter(scan=scan)
         .exclude(recommended__in=("", "none"))
-        .only("namespace", "kind", "name", "risk", "recommended", "report", "detail")
+        .select_related("content")
+        .only("namespace", "kind", "name", "risk", "recommended", "content__report", "content__detail")
         .order_by("namespace", "kind", "name")
         .iterator(chunk_size=1000)
     )
@@ -209,7 +238,8 @@ def _bundle_items(scan: Scan) -> Iterable[tuple[dict, list[dict]]]:
 def build_bundle(scan: Scan) -> bytes:
     """The zip bundle of ``scan`` as bytes, in the one layout of :mod:`dnsaudit.core.bundle` (README, scripts
     that run from the bundle root, per-workload patches once each, cluster-level fixes once), plus
-    ``report.json`` and ``report.csv``. Built from stored rows only; nothing is read from the cluster."""
+    ``report.json``, ``report.csv`` and ``policy-reports.yaml``. Built from stored rows only; nothing is read
+    from the cluster."""
     cluster = scan.cluster
     files = bundle.build_files(
         cluster.name,
@@ -225,10 +255,14 @@ def build_bundle(scan: Scan) -> bytes:
             f"Scan {scan.pk} ({scan.status}, finished "
             f"{scan.finished_at.isoformat() if scan.finished_at else '-'}).\n"
         ),
-        report_files=("report.json", "report.csv"),
+        report_files=("report.json", "report.csv", "policy-reports.yaml"),
         rescan_hint="rescan the cluster in dnsaudit (the Rescan button, or `python manage.py scan CLUSTER --wait`)",
     )
-    files["report.json"] = json.dumps(build_report(scan), indent=2, default=str)
+    report = build_report(scan)
+    files["report.json"] = json.dumps(report, indent=2, default=str)
+    files["policy-reports.yaml"] = policyreport.dump_yaml(
+        policyreport.policy_reports(report, generated_at=timezone.now().isoformat())
+    )
     files["report.csv"] = build_csv(scan)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -245,6 +279,6 @@ def build_bundle(scan: Scan) -> bytes:
 def bundle_zip(request: HttpRequest, name: str) -> HttpResponse:
     cluster = get_cluster(name)
     scan = _report_scan(request, cluster)
-    return _download(
-        build_bundle(scan), f"dnsaudit-{safe_name(cluster.name)}-scan{scan.pk}-bundle.zip", "application/zip"
-    )
+    body = build_bundle(scan)
+    auditlog.record("export.bundle", request=request, target=cluster.name, scan=scan.pk)
+    return _download(body, f"dnsaudit-{safe_name(cluster.name)}-scan{scan.pk}-bundle.zip", "application/zip")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from .. import exemptions
 from ..access import require_role
 from ..models import Cluster, Scan
 from .common import vary_on_htmx
@@ -20,6 +21,8 @@ class FleetRow:
     cluster: Cluster
     report: Scan | None
     latest: Scan | None
+    #: Exempted workloads of ``report`` by risk (``clusters.exemptions.exempted_counts``).
+    exempted: dict = field(default_factory=dict)
 
     @property
     def active(self) -> Scan | None:
@@ -47,7 +50,13 @@ def fleet_rows() -> list[FleetRow]:
     ids = {c.report_scan_id for c in clusters} | {c.latest_scan_id for c in clusters}
     ids.discard(None)
     scans = Scan.objects.in_bulk(ids) if ids else {}
-    return [FleetRow(c, scans.get(c.report_scan_id), scans.get(c.latest_scan_id)) for c in clusters]
+    exempted = exemptions.exempted_counts_by_scan({c.report_scan_id for c in clusters})
+    return [
+        FleetRow(
+            c, scans.get(c.report_scan_id), scans.get(c.latest_scan_id), exempted.get(c.report_scan_id, {})
+        )
+        for c in clusters
+    ]
 
 
 def fleet_totals(rows: list[FleetRow]) -> dict[str, int]:

@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from .. import auditlog
 from ..access import require_role
 from ..forms import AddClusterForm, ClusterSettingsForm
 from ..models import Cluster, NodePoolResult
@@ -75,6 +76,8 @@ def cluster_add(request: HttpRequest) -> HttpResponse:
             response = render(request, "clusters/manage/add.html", context, status=400)
             response["Cache-Control"] = "private, no-store"
             return response
+        for added in result.clusters:
+            auditlog.record("cluster.add", request=request, target=added.name, context=added.context)
         for warning in result.warnings:
             messages.warning(request, warning)
         names = ", ".join(c.name for c in result.clusters)
@@ -106,6 +109,11 @@ def cluster_settings(request: HttpRequest, name: str) -> HttpResponse:
     )
     if request.method == "POST" and form.is_valid():
         form.save()
+        auditlog.record_settings_change(request, cluster.name, form)
+        if form.notify_change:  # never the URLs themselves
+            auditlog.record(
+                "notify.settings", request=request, target=cluster.name, change=form.notify_change
+            )
         messages.success(request, f"Settings of {cluster.name} saved; they apply from the next scan.")
         return redirect("clusters:settings", name=cluster.name)
     return render(
@@ -128,6 +136,9 @@ def connection_test(request: HttpRequest, name: str) -> HttpResponse:
 
     cluster = Cluster.objects.get(pk=get_cluster(name).pk)  # with the kubeconfig this time
     result = run_test(cluster)
+    auditlog.record(
+        "cluster.connection_test", request=request, target=cluster.name, success=bool(result.get("reachable"))
+    )
     if is_htmx(request):
         return render(request, "clusters/manage/_connection.html", {"cluster": cluster, "connection": result})
     if result.get("reachable"):
@@ -152,7 +163,9 @@ def cluster_delete(request: HttpRequest, name: str) -> HttpResponse:
         if request.POST.get("confirm_name") != cluster.name:
             messages.error(request, "Type the cluster's name to confirm the deletion.")
             return render(request, "clusters/manage/delete.html", {"cluster": cluster}, status=400)
+        scans = cluster.scans.count()
         cluster.delete()
+        auditlog.record("cluster.remove", request=request, target=name, scans=scans)
         messages.success(request, f"Deleted {name} with its scans and stored kubeconfig.")
         return redirect("clusters:fleet")
     scans = cluster.scans.count()

@@ -5,7 +5,8 @@ Prometheus ``authorization`` block sends); otherwise a logged-in viewer may read
 unauthenticated request gets 401, never a login page.
 
 Series (one per cluster unless noted), all gauges because retained scans are pruned:
-  dnsaudit_workloads{cluster,risk}                      workloads in the latest report, by risk
+  dnsaudit_workloads{cluster,risk,exempted}             workloads in the latest report, by risk, and
+                                                        whether an exemption applies ("true"/"false")
   dnsaudit_scan_duration_seconds{cluster}               duration of the latest report's scan
   dnsaudit_last_successful_scan_timestamp_seconds{cluster}  when the latest report's scan finished
   dnsaudit_last_scan_failed{cluster}                    1 when the newest finished scan failed
@@ -24,6 +25,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.db.models import Count, OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse
 
+from .. import exemptions
 from ..access import has_role
 from ..models import Cluster, Scan
 
@@ -57,13 +59,17 @@ def render_metrics() -> str:
         )
     )
     reports = Scan.objects.in_bulk({c.report_scan_id for c in clusters if c.report_scan_id})
+    exempted = exemptions.exempted_counts_by_scan(reports)
     by_status: dict[int, dict[str, int]] = defaultdict(dict)
     for row in Scan.objects.values("cluster_id", "status").annotate(n=Count("pk")).order_by():
         by_status[row["cluster_id"]][row["status"]] = row["n"]
 
     families: dict[str, tuple[str, list[str]]] = {
         "dnsaudit_clusters": ("Clusters registered in dnsaudit.", [f"dnsaudit_clusters {len(clusters)}"]),
-        "dnsaudit_workloads": ("Workloads in the cluster's latest report, by risk.", []),
+        "dnsaudit_workloads": (
+            'Workloads in the cluster\'s latest report, by risk; exempted="true" for those an exemption applies to.',
+            [],
+        ),
         "dnsaudit_scan_duration_seconds": ("Duration of the scan behind the latest report.", []),
         "dnsaudit_last_successful_scan_timestamp_seconds": (
             "Unix time the scan behind the latest report (succeeded or partial) finished.",
@@ -78,8 +84,12 @@ def render_metrics() -> str:
         scan = reports.get(c.report_scan_id)
         if scan is not None:
             for risk, attr in RISKS:
+                n_exempted = exempted.get(scan.pk, {}).get(risk, 0)
                 families["dnsaudit_workloads"][1].append(
-                    f'dnsaudit_workloads{{{label},risk="{risk}"}} {getattr(scan, attr)}'
+                    f'dnsaudit_workloads{{{label},risk="{risk}",exempted="false"}} {getattr(scan, attr) - n_exempted}'
+                )
+                families["dnsaudit_workloads"][1].append(
+                    f'dnsaudit_workloads{{{label},risk="{risk}",exempted="true"}} {n_exempted}'
                 )
             if scan.duration is not None:
                 families["dnsaudit_scan_duration_seconds"][1].append(

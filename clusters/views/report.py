@@ -23,8 +23,10 @@ from django.utils.safestring import SafeString, mark_safe
 
 from dnsaudit.core.plan import PlanWorkload, plan_fixes
 
+from .. import exemptions
 from ..access import require_role
 from ..models import Cluster, NodePoolResult, Scan, WorkloadResult
+from ..notify import failing_deliveries
 from ..reports import SOURCE_WORDS, node_file_gaps, previous_report_scan, workloads_diff
 from .common import RISK_ORDER, chosen_scan, get_cluster, htmx_target, vary_on_htmx
 from .exports import cluster_artifacts
@@ -81,6 +83,8 @@ LIST_FIELDS = (
     "recommended",
     "dns_policy",
     "host_network",
+    "exemption",
+    "exempt_until",
 )
 
 
@@ -93,6 +97,7 @@ class TableState:
     sort: str = DEFAULT_SORT
     descending: bool = False
     page: str = "1"
+    exempted: str = ""  # "yes": only exempted workloads, "no": only the others, "": all
 
     @property
     def sort_param(self) -> str:
@@ -100,7 +105,7 @@ class TableState:
 
     @property
     def active(self) -> bool:
-        return bool(self.filters or self.q)
+        return bool(self.filters or self.q or self.exempted)
 
 
 def parse_table_state(params) -> TableState:
@@ -116,6 +121,7 @@ def parse_table_state(params) -> TableState:
     sort = sort.lstrip("-")
     state.sort = sort if sort in SORTS else DEFAULT_SORT
     state.page = params.get("page", "1")
+    state.exempted = params.get("exempted", "") if params.get("exempted") in ("yes", "no") else ""
     return state
 
 
@@ -133,8 +139,15 @@ def filtered_workloads(scan: Scan, state: TableState) -> QuerySet[WorkloadResult
     if state.q:
         text = Q()
         for word in state.q.split():
-            text &= Q(search_text__icontains=word) | Q(name__icontains=word) | Q(namespace__icontains=word)
+            text &= (
+                Q(content__search_text__icontains=word)
+                | Q(name__icontains=word)
+                | Q(namespace__icontains=word)
+            )
         qs = qs.filter(text)
+    if state.exempted:
+        active = exemptions.active_q()
+        qs = qs.filter(active) if state.exempted == "yes" else qs.exclude(active)
     order = list(SORTS[state.sort])
     if state.sort == "risk":
         qs = qs.annotate(risk_rank=risk_rank())
@@ -334,7 +347,7 @@ def action_plan(cluster: Cluster, scan: Scan) -> dict:
             "risk",
             "recommended",
             "node_pool",
-            "report__remediation__alternatives",
+            "content__report__remediation__alternatives",
         )
     )
     workloads = [
@@ -410,7 +423,8 @@ def workloads_html(request: HttpRequest, cluster: Cluster, scan: Scan | None, *,
     if cacheable:
         query = "&".join(f"{k}={v}" for k, v in sorted(request.GET.items()))
         digest = hashlib.sha256(query.encode()).hexdigest()[:32]
-        key = f"dnsaudit:wl-html:{scan.pk}:{int(oob)}:{digest}"
+        # Exemptions change a finished scan's rows (created, removed, expired): their stamp is in the key.
+        key = f"dnsaudit:wl-html:{scan.pk}:{int(oob)}:{digest}:{exemptions.cache_stamp(cluster.pk)}"
         cached = cache.get(key)
         if cached is not None:
             return cached
@@ -441,6 +455,7 @@ def cluster_report(request: HttpRequest, name: str) -> HttpResponse:
         "is_latest_report": scan is not None and not request.GET.get("scan"),
         "active": active,
         "latest_failed": latest if latest and latest.status == Scan.FAILED else None,
+        "notify_failures": failing_deliveries(cluster),
         "history": history,
         "pools_html": pools_html,
         "node_file_gaps": gaps,
@@ -448,6 +463,7 @@ def cluster_report(request: HttpRequest, name: str) -> HttpResponse:
         "cluster_fixes": cluster_artifacts(scan.facts) if scan else [],
         # Only a finished report has a plan: a running or failed scan has no (or partial) rows.
         "plan": action_plan(cluster, scan) if scan and scan.status in Scan.FINISHED_OK else None,
+        "exempted": exemptions.exempted_counts(scan) if scan else None,
         "workloads_html": mark_safe(workloads_html(request, cluster, scan, oob=False)),  # noqa: S308 - our autoescaped template
         **filter_context(request, cluster, scan),
     }

@@ -19,6 +19,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from .. import auditlog
 from ..access import require_role
 from ..models import Cluster, Scan
 from .common import get_cluster, is_htmx, vary_on_htmx
@@ -53,6 +54,7 @@ def rescan(request: HttpRequest, name: str) -> HttpResponse:
 
     cluster = get_cluster(name)
     scan, created = request_scan(cluster, trigger="manual", user=request.user)
+    auditlog.record("scan.request", request=request, target=cluster.name, scan=scan.pk, created=created)
     if is_htmx(request):
         return progress_fragment(request, cluster, scan, _where(request), created=created)
     if created:

@@ -25,6 +25,7 @@ from dnsaudit.core.schema import (
     checked,
 )
 
+from .. import exemptions
 from ..access import require_role
 from ..models import WorkloadResult
 from .common import get_cluster
@@ -117,7 +118,9 @@ def read_stored(workload: WorkloadResult) -> tuple[WorkloadReport, WorkloadDetai
 @require_role("viewer")
 def workload_detail(request: HttpRequest, name: str, pk: int) -> HttpResponse:
     cluster = get_cluster(name)
-    workload = get_object_or_404(WorkloadResult.objects.select_related("scan"), pk=pk, scan__cluster=cluster)
+    workload = get_object_or_404(
+        WorkloadResult.objects.select_related("scan", "content"), pk=pk, scan__cluster=cluster
+    )
     try:
         report, detail = read_stored(workload)
     except SchemaError as exc:
@@ -127,6 +130,8 @@ def workload_detail(request: HttpRequest, name: str, pk: int) -> HttpResponse:
             f"schema: {exc}. Rescan the cluster.\n",
             content_type="text/plain; charset=utf-8",
         )
+    if exemption := exemptions.row_exemption(workload):  # kept on the row, shown with the report
+        report = {**report, "exemption": exemption}
     simulations = simulation_rows(detail)
     context = {
         "cluster": cluster,

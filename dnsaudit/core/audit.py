@@ -31,9 +31,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import date
 
-from dnsaudit.core import patches
+from dnsaudit.core import exemptions, patches
 from dnsaudit.core.kubelet import (
     ORIGIN_DNS_CONFIG,
     ORIGIN_NODE,
@@ -89,6 +90,8 @@ class AuditContext:
     #: How to learn an unknown node file, said in the verdicts that rest on one (None: the cluster way,
     #: exec reads or the cluster's settings; audit-manifests says --node-resolv-conf).
     node_file_hint: str | None = None
+    #: The day exemption annotations are judged on (``dnsaudit.io/exempt-until``); None: today.
+    today: date | None = None
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
 
@@ -146,11 +149,26 @@ class ScenarioOracle:
             if n.endswith("." + d):
                 if d in self.probes:
                     p = _probe_for(self.probes[d], server, n)
-                    return p.a if qtype == "A" else p.aaaa
+                    return _steady(p.a if qtype == "A" else p.aaaa)
                 return Answer("NOERROR")  # assumed NODATA (pessimistic run)
         if n in self.external:
             return Answer("NOERROR", EXTERNAL_A if qtype == "A" else EXTERNAL_AAAA)
         return Answer("NXDOMAIN")
+
+
+#: Observed round trips enter the simulation floored to this many seconds. The libcs decide in whole
+#: seconds (timeouts, attempts); millisecond jitter must not make two scans' identical findings differ
+#: (their traces and times are stored once when equal: clusters.models.WorkloadContent).
+PROBE_DELAY_RESOLUTION = 0.1
+
+
+def _steady(answer: Answer) -> Answer:
+    """``answer`` with its measured delay floored to :data:`PROBE_DELAY_RESOLUTION` (no reply: unchanged,
+    its delay is the timeout)."""
+    if answer.rcode is None or not answer.delay:
+        return answer
+    steps = int(answer.delay / PROBE_DELAY_RESOLUTION + 1e-9)
+    return replace(answer, delay=round(steps * PROBE_DELAY_RESOLUTION, 6))
 
 
 def _probe_for(probes: list[ProbeResult], server: str, qname: str = "") -> ProbeResult:
@@ -777,6 +795,13 @@ def _audit(w: Workload, ctx: AuditContext, a: _Auditor) -> WorkloadAudit:
         "node_resolv_conf_source": pool.node_resolv_conf_source,
         "inherits_node_file": inherits,
     }
+    # An exemption annotation never changes the verdict: it rides along (or says why it does not apply).
+    if w.annotations:
+        exemption, note = exemptions.from_annotations(w.annotations, ctx.today or date.today())
+        if exemption is not None:
+            report["exemption"] = exemption
+        if note is not None:
+            reasons.append(note)
     detail = {
         "resolv_conf_text": text,
         "search_origin": dict(pod.search_origin),

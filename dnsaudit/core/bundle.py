@@ -18,7 +18,7 @@ ship the same files. Layout (every path relative to the bundle root)::
     kyverno/kustomization.yaml      the policy as a kustomization (renders with kubectl kustomize)
     apply-coredns.sh                when the CoreDNS form is known (k3s coredns-custom, or the full Corefile)
     coredns/                        template.conf, k3s-coredns-custom.yaml, Corefile, coredns-configmap.yaml
-    report.json (+ report.csv from the export)
+    report.json (+ report.csv and policy-reports.yaml from the export)
 
 Names from a cluster are data: file names go through :func:`patches.safe_part`, every shell word through
 ``shlex.quote`` (:mod:`dnsaudit.core.patches` builds the commands from the patch documents), no comment line
@@ -426,6 +426,7 @@ own folder first), and every path it names is in the bundle.
 | `apply-coredns.sh` + `coredns/` | cluster-level: a CoreDNS `template` answering NXDOMAIN under the offending zones (`template.conf`; `k3s-coredns-custom.yaml`; with a known Corefile, `Corefile` and `coredns-configmap.yaml`) |
 | `verify.sh` | checks, read-only with kubectl, that each fix of this bundle is in place (exit 1 while one is not) |
 | `report.json` | the audit report (shared schema) |
+| `policy-reports.yaml` | (export) the report as `wgpolicyk8s.io/v1alpha2` PolicyReports, one per namespace, and a ClusterPolicyReport for the node pools: `kubectl apply -f policy-reports.yaml` where the PolicyReport CRDs are installed (Kyverno, Policy Reporter) |
 
 Kyverno scope: the policy mutates a new Pod only when it carries the label `dnsaudit.io/musl-dns: cluster-only`
 (which `apply-kyverno.sh` adds to the pod template of exactly the workloads this scan found needing it) AND one

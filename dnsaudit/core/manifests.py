@@ -32,6 +32,7 @@ import yaml
 
 from dnsaudit.core import patches
 from dnsaudit.core.audit import AuditContext, WorkloadAudit, audit_workloads
+from dnsaudit.core.exemptions import kept_annotations
 from dnsaudit.core.model import Answer, Container, KubeletDNS, LibcVerdict, NodePool, ProbeResult, Workload
 from dnsaudit.core.patches import POD_SPEC_PATHS
 
@@ -226,7 +227,16 @@ def workload_from_object(obj: Any, default_namespace: str = "default") -> Worklo
         api_version=str(obj.get("apiVersion") or ("v1" if kind == "Pod" else "apps/v1")),
         pod_spec_path=path,
         replicas=_replicas(obj) if kind != "Pod" else None,
+        annotations=kept_annotations(meta, _template_metadata(obj, path)),
     )
+
+
+def _template_metadata(obj: dict, path: tuple[str, ...]) -> object:
+    """The metadata beside the pod spec (the pod template's; a bare Pod's own)."""
+    node: Any = obj
+    for key in path[:-1]:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node.get("metadata") if isinstance(node, dict) else None
 
 
 def _replicas(obj: dict) -> int | None:
@@ -345,7 +355,8 @@ def exit_code(result: Result, fail_on: str) -> int:
     if result.errors or result.files == 0:
         return 2
     levels = FAIL_LEVELS[fail_on]
-    return 1 if any(r["risk"] in levels for r in result.reports) else 0
+    # An exempted workload (dnsaudit.io/exempt, not expired) keeps its risk but never fails the gate.
+    return 1 if any(r["risk"] in levels and not r.get("exemption") for r in result.reports) else 0
 
 
 # --- output ------------------------------------------------------------------------------------------------
@@ -490,6 +501,11 @@ def to_sarif(result: Result) -> str:
                 ],
                 "partialFingerprints": {"workload": f"{r['namespace']}/{r['kind']}/{r['name']}"},
                 "properties": {"risk": r["risk"], "recommended": rec, "document": src.document},
+                **(
+                    {"suppressions": [{"kind": "inSource", "justification": r["exemption"]["reason"]}]}
+                    if r.get("exemption")
+                    else {}
+                ),
             }
         )
     notifications = [
@@ -535,7 +551,7 @@ def to_table(result: Result, out: TextIO, *, rich_terminal: bool = False) -> Non
     """A table of workloads (rich when writing to a terminal, plain text otherwise), then the reasons."""
     rows = [
         (
-            r["risk"],
+            r["risk"] + (" (exempted)" if r.get("exemption") else ""),
             f"{r['namespace']}/{r['kind']}/{r['name']}",
             ", ".join(
                 f"{c['libc']}{' ' + c['musl_version'] if c.get('musl_version') else ''}"
@@ -554,7 +570,7 @@ def to_table(result: Result, out: TextIO, *, rich_terminal: bool = False) -> Non
         colours = {"affected": "red", "at-risk": "yellow", "unknown": "magenta", "safe": "green"}
         table = Table(*headers)
         for risk, *rest in rows:
-            table.add_row(f"[{colours.get(risk, 'white')}]{risk}[/]", *rest)
+            table.add_row(f"[{colours.get(risk.split()[0], 'white')}]{risk}[/]", *rest)
         Console(file=out).print(table)
     else:
         widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
@@ -576,5 +592,8 @@ def to_table(result: Result, out: TextIO, *, rich_terminal: bool = False) -> Non
         out.write(f"\n{r['namespace']}/{r['kind']}/{r['name']} ({r['risk']}):\n")
         for reason in r["reasons"]:
             out.write(f"  - {reason}\n")
+        if ex := r.get("exemption"):
+            until = f" until {ex['expires']}" if ex.get("expires") else ""
+            out.write(f"  exempted ({ex['source']}{until}): {ex['reason']}\n")
         if r["remediation"]["recommended"] != "none":
             out.write(f"  fix: {r['remediation']['recommended']} — {r['remediation'].get('why', '')}\n")

@@ -119,6 +119,9 @@ class Workload:
     #: pull with (the ServiceAccount's own imagePullSecrets are added to a pod when it is created).
     service_account: str = "default"
     pull_secrets: tuple[str, ...] = ()
+    #: Only the exemption annotations (``dnsaudit.io/exempt``, ``dnsaudit.io/exempt-until``) of the object or
+    #: of its pod template, as ``dnsaudit.core.exemptions.kept_annotations`` keeps them; no other annotation.
+    annotations: dict = field(default_factory=dict)
 
 
 # --- image libc ------------------------------------------------------------------------------------

@@ -86,6 +86,16 @@ class ReportExecVerification(TypedDict):
     error: str | None
 
 
+class ReportExemption(TypedDict):
+    """Why a workload is exempted (``dnsaudit.core.exemptions``): it keeps its risk and is shown apart."""
+
+    reason: str
+    source: Literal["annotation", "dnsaudit"]
+    by: str | None  # who entered it in dnsaudit; None for an annotation
+    expires: str | None  # YYYY-MM-DD, the last day it applies; None: no expiry
+    id: int | None  # the dnsaudit exemption's id; None for an annotation
+
+
 class WorkloadReport(TypedDict):
     """One workload in the shared report schema (README "Report schema")."""
 
@@ -109,6 +119,9 @@ class WorkloadReport(TypedDict):
     inherits_node_file: NotRequired[bool]
     #: Only when the cluster's exec verification checked a running pod of the workload.
     exec_verification: NotRequired[ReportExecVerification]
+    #: Only while an exemption applies (an annotation, or one entered in dnsaudit). The scan keeps it out of
+    #: the stored report (``WorkloadResult.exemption``) and the readers merge it back.
+    exemption: NotRequired[ReportExemption]
 
 
 # --- the detail (the workload page) ---------------------------------------------------------------------

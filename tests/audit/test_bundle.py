@@ -29,6 +29,7 @@ from tests.audit.checks import (
     validate_kyverno,
 )
 from tests.audit.helpers import demo_cluster, kubectl, manifest, run, seed_ctx, workload
+from tests.policyreport.checks import validate_policy_report
 from tests.support import need
 
 
@@ -268,6 +269,8 @@ def test_demo_bundle_runs_as_shipped_renders_and_validates(spec, tmp_path):
                 continue  # rendered above
             if api.startswith("kyverno.io/"):
                 validate_kyverno(doc)
+            elif api.startswith("wgpolicyk8s.io/"):
+                validate_policy_report(doc)  # a CRD: its own schema (tests/policyreport/checks.py)
             elif api.startswith("kubelet.config.k8s.io/"):
                 # Not an API-server object (no schema in kubernetes-validate): exactly the one field.
                 assert doc == patches.kubelet_configuration()

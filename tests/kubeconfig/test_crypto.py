@@ -97,3 +97,18 @@ def test_rotate_keys_without_the_old_key_changes_nothing(settings, fernet_keys):
     with pytest.raises(CommandError, match="nothing rotated: cluster a"):
         call_command("rotate-keys")
     assert Cluster.objects.get().kubeconfig_encrypted == before
+
+
+@pytest.mark.django_db
+def test_rotate_keys_reencrypts_the_clusters_notification_urls_too(settings, fernet_keys):
+    old = fernet_keys[0]
+    import_kubeconfig(dump(doc()), name="a")
+    import_kubeconfig(dump(doc()), name="b")  # no URLs of its own: stays empty
+    url = "json://hooks.example/dnsaudit?token=s3cret"
+    Cluster.objects.filter(name="a").update(notify_urls_encrypted=crypto.encrypt(url))
+    new = crypto.generate_key()
+    settings.DNSAUDIT_FERNET_KEYS = [new, old]
+    call_command("rotate-keys", stdout=StringIO())
+    settings.DNSAUDIT_FERNET_KEYS = [new]  # the old key is gone: the URLs must still decrypt
+    assert crypto.decrypt(Cluster.objects.get(name="a").notify_urls_encrypted) == url
+    assert Cluster.objects.get(name="b").notify_urls_encrypted == ""

@@ -41,8 +41,10 @@ def test_metrics_report_workloads_duration_last_success_and_errors(client_as, cl
     assert response["Content-Type"].startswith("text/plain; version=0.0.4")
     m = parse(response.content.decode())
     label = 'cluster="prod-eu"'
-    assert m[f'dnsaudit_workloads{{{label},risk="affected"}}'] == scan.affected
-    assert m[f'dnsaudit_workloads{{{label},risk="safe"}}'] == scan.safe
+    # Nothing exempted: every workload is in the exempted="false" series, none in "true".
+    assert m[f'dnsaudit_workloads{{{label},risk="affected",exempted="false"}}'] == scan.affected
+    assert m[f'dnsaudit_workloads{{{label},risk="affected",exempted="true"}}'] == 0
+    assert m[f'dnsaudit_workloads{{{label},risk="safe",exempted="false"}}'] == scan.safe
     assert m[f"dnsaudit_scan_duration_seconds{{{label}}}"] == scan.duration
     assert m[f"dnsaudit_last_successful_scan_timestamp_seconds{{{label}}}"] == scan.finished_at.timestamp()
     assert m[f"dnsaudit_last_scan_failed{{{label}}}"] == 1

@@ -13,6 +13,7 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from clusters import auditlog
 from clusters.registry import connection_test, import_kubeconfig
 
 
@@ -58,6 +59,14 @@ class Command(BaseCommand):
         except ValueError as exc:  # KubeconfigError / RegistryError: user-facing and secret-free
             raise CommandError(f"nothing stored: {exc}") from None
 
+        for added in result.clusters:
+            auditlog.record(
+                "cluster.add",
+                via="cli",
+                target=added.name,
+                context=added.context,
+                allow_exec=added.allow_exec,
+            )
         for warning in result.warnings:
             self.stderr.write(self.style.WARNING(f"warning: {warning}"))
         for cluster in result.clusters:

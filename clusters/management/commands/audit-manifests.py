@@ -24,7 +24,8 @@ still audited.
 Exit status:
   0  no workload at or above --fail-on, and every input was read;
   1  some workload at or above --fail-on (default ``affected``; ``at-risk`` also counts at-risk and
-     unknown; ``never`` never fails on findings);
+     unknown; ``never`` never fails on findings); an exempted workload (``dnsaudit.io/exempt``, not past
+     ``dnsaudit.io/exempt-until``) keeps its risk but never counts;
   2  bad usage, a missing path, or some file/document that could not be read (takes precedence:
      a CI gate must not pass on input it could not check).
 """
@@ -42,7 +43,8 @@ from dnsaudit.core.model import LibcVerdict
 
 EPILOG = """exit status:
   0  no workload at or above --fail-on, and every input was read
-  1  some workload at or above --fail-on (default: affected; at-risk also counts at-risk and unknown)
+  1  some workload at or above --fail-on (default: affected; at-risk also counts at-risk and unknown);
+     exempted workloads (annotation dnsaudit.io/exempt) never count
   2  bad usage, a missing path, or a file/document that could not be read (takes precedence)
 """
 

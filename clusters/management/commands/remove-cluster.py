@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from clusters import auditlog
 from clusters.models import Cluster, Scan
 
 
@@ -32,6 +33,7 @@ class Command(BaseCommand):
             active = cluster.scans.filter(status__in=Scan.ACTIVE).count()
             context, server = cluster.context, cluster.server
             cluster.delete()
+        auditlog.record("cluster.remove", via="cli", target=name, scans=scans)
         detail = f" ({active} queued or running, abandoned)" if active else ""
         self.stdout.write(
             f"removed cluster {name} (context {context}, server {server}), "

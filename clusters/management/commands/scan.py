@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
+from clusters import auditlog
 from clusters.models import Cluster, Scan
 from clusters.reports import scan_summary
 from clusters.scan import execute_scan, request_scan
@@ -37,6 +38,7 @@ class Command(BaseCommand):
             known = ", ".join(Cluster.objects.values_list("name", flat=True)) or "none registered"
             raise CommandError(f"no cluster named {opts['name']!r} (known: {known})", returncode=2) from None
         scan, created = request_scan(cluster, trigger="cli", dispatch_now=bool(settings.CELERY_BROKER_URL))
+        auditlog.record("scan.request", via="cli", target=cluster.name, scan=scan.pk, created=created)
         if not created and not opts["json"]:
             self.stderr.write(
                 f"a scan of {cluster.name} is already {scan.status} (scan {scan.pk}); following it"

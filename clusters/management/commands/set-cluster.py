@@ -19,6 +19,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from clusters import auditlog
 from clusters.models import (
     ALL_POOLS,
     NODE_RESOLV_CONF_MAX_BYTES,
@@ -110,6 +111,18 @@ class Command(BaseCommand):
                     cluster.enter_node_file(pool, text, by=CLI_AUTHOR)
                     fields += ["node_resolv_conf", "pool_resolv_conf", "node_resolv_conf_entered"]
                 cluster.save(update_fields=[*fields, "updated_at"])
+            if opts["allow_exec"] or opts["no_allow_exec"]:
+                auditlog.record(
+                    "cluster.change",
+                    via="cli",
+                    target=cluster.name,
+                    fields=["allow_exec"],
+                    allow_exec=cluster.allow_exec,
+                )
+            if text is not None:
+                auditlog.record(
+                    "node_file.enter", via="cli", target=cluster.name, pool=pool, cleared=not text
+                )
         self._print(cluster)
 
     # --- validation -------------------------------------------------------------------------------------

@@ -11,7 +11,16 @@ from django.utils import timezone
 from dnsaudit.core.model import NodePool, ProbeResult
 from dnsaudit.core.schema import check_detail, check_report
 
-from ...models import Cluster, NodePoolResult, Scan, WorkloadResult
+from ... import exemptions
+from ...models import (
+    Cluster,
+    NodePoolResult,
+    Scan,
+    WorkloadResult,
+    lock_contents_shared,
+    prune_contents,
+    store_contents,
+)
 
 if TYPE_CHECKING:
     from ..pipeline import ScanResult
@@ -30,12 +39,16 @@ def save(scan_id: int, result: ScanResult, worker: str | None = None) -> Scan:
     """Write the whole report in one transaction, then prune old scans."""
     counts = {"affected": 0, "at-risk": 0, "safe": 0, "unknown": 0}
     rows: list[WorkloadResult] = []
+    contents: list[tuple[dict, dict, str]] = []
+    # The exemption of each workload goes to its row, never into the (shared) stored report.
+    split_exemption = exemptions.for_scan(scan_id)
     for audit in result.audits:
         rep = audit.report
         # One declared shape for what pages, exports and the API read (dnsaudit.core.schema): a key
         # nobody declared, or a declared one missing, fails the scan here rather than a page later.
         check_report(rep, saving=True)
         check_detail(audit.detail, saving=True)
+        rep, exemption, exempt_until = split_exemption(rep)
         counts[rep["risk"]] = counts.get(rep["risk"], 0) + 1
         libc, musl_version = _summary_libc(rep)
         rows.append(
@@ -51,9 +64,15 @@ def save(scan_id: int, result: ScanResult, worker: str | None = None) -> Scan:
                 recommended=rep.get("remediation", {}).get("recommended", ""),
                 dns_policy=rep.get("dns_policy", ""),
                 host_network=bool(rep.get("host_network")),
-                report=rep,
-                detail=audit.detail,
-                search_text=" ".join(
+                exemption=exemption,
+                exempt_until=exempt_until,
+            )
+        )
+        contents.append(
+            (
+                rep,
+                audit.detail,
+                " ".join(
                     [
                         rep["namespace"],
                         rep["kind"],
@@ -76,6 +95,10 @@ def save(scan_id: int, result: ScanResult, worker: str | None = None) -> Scan:
         NodePoolResult.objects.filter(scan_id=scan_id).delete()
         WorkloadResult.objects.filter(scan_id=scan_id).delete()
         NodePoolResult.objects.bulk_create(pool_rows)
+        # A workload found as in an earlier scan refers to the stored content instead of repeating it.
+        lock_contents_shared()
+        for row, content in zip(rows, store_contents(contents), strict=True):
+            row.content = content
         WorkloadResult.objects.bulk_create(rows, batch_size=500)
         Scan.objects.filter(pk=scan_id).update(
             status=status,
@@ -170,4 +193,6 @@ def prune_scans(cluster: Cluster, keep: int | None = None) -> int:
     old = [pk for pk in finished[max(keep, 0) :] if last_good is None or pk != last_good.pk]
     if old:
         Scan.objects.filter(pk__in=old).delete()
+        # Contents only the pruned scans referred to (shared ones stay).
+        prune_contents()
     return len(old)
