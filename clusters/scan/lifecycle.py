@@ -22,7 +22,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connections, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from ..models import Cluster, Scan
@@ -185,10 +185,20 @@ def _finish_failed(scan_id: int, message: str, worker: str | None = None) -> Sca
 
 
 def reap_dead_scans(now=None) -> int:
-    """Mark scans failed whose worker stopped reporting (killed, lost). Returns how many."""
+    """Mark scans failed whose worker stopped reporting (killed, lost), and tell whoever is notified
+    (:func:`clusters.notify.after_scan`). Returns how many."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.DNSAUDIT_SCAN_STALE_AFTER)
-    dead = Scan.objects.filter(status=Scan.RUNNING, heartbeat_at__lt=stale).update(
+    dead_q = Q(status=Scan.RUNNING, heartbeat_at__lt=stale)
+    # Without a broker a queued scan starts within a second in a thread of the process that queued
+    # it; one still queued after two minutes belongs to a process that is gone.
+    queued_timeout = settings.DNSAUDIT_SCAN_QUEUED_TIMEOUT if settings.CELERY_BROKER_URL else 120
+    never = now - timedelta(seconds=min(settings.DNSAUDIT_SCAN_QUEUED_TIMEOUT, queued_timeout))
+    lost_q = Q(status=Scan.QUEUED, created_at__lt=never)
+    candidates = list(Scan.objects.filter(dead_q | lost_q).values_list("pk", flat=True))
+    if not candidates:
+        return 0
+    dead = Scan.objects.filter(dead_q, pk__in=candidates).update(
         status=Scan.FAILED,
         finished_at=now,
         stage="failed",
@@ -197,14 +207,14 @@ def reap_dead_scans(now=None) -> int:
             "previous report is kept. The next scan runs normally."
         ),
     )
-    # Without a broker a queued scan starts within a second in a thread of the process that queued
-    # it; one still queued after two minutes belongs to a process that is gone.
-    queued_timeout = settings.DNSAUDIT_SCAN_QUEUED_TIMEOUT if settings.CELERY_BROKER_URL else 120
-    never = now - timedelta(seconds=min(settings.DNSAUDIT_SCAN_QUEUED_TIMEOUT, queued_timeout))
-    lost = Scan.objects.filter(status=Scan.QUEUED, created_at__lt=never).update(
+    lost = Scan.objects.filter(lost_q, pk__in=candidates).update(
         status=Scan.FAILED,
         finished_at=now,
         stage="failed",
         error="no worker picked this scan up in time: is a Celery worker running and connected to the broker?",
     )
+    # The conditional updates decide which scans this call failed (a worker that finished meanwhile
+    # wins); those are the ones whose failure is news.
+    for scan in Scan.objects.filter(pk__in=candidates, status=Scan.FAILED, finished_at=now):
+        after_scan(scan)
     return dead + lost

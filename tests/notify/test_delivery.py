@@ -313,3 +313,21 @@ def test_urls_that_cannot_be_decrypted_are_a_failed_delivery_not_a_fallback(clus
     row = notify.notify_scan(scan.pk)[0]
     assert row.status == "failed" and "cannot be decrypted" in row.error
     assert webhook.posts == []  # the cluster's own targets replace the global ones, even unreadable
+
+
+def test_a_scan_the_reaper_fails_is_told_too(cluster, webhook, settings, django_capture_on_commit_callbacks):
+    """A worker killed mid-scan never reaches the lifecycle's own failure path: the reaper fails the scan,
+    and that failure is news like any other."""
+    from clusters.scan import reap_dead_scans
+
+    settings.DNSAUDIT_NOTIFY_URLS = [webhook.url()]
+    stuck = factories.make_scan(cluster, Scan.RUNNING, age_minutes=30)
+    Scan.objects.filter(pk=stuck.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert reap_dead_scans() == 1
+    assert [r.event for r in NotificationDelivery.objects.filter(scan_id=stuck.pk)] == ["scan-failed"]
+    assert len(webhook.posts) == 1 and "stopped reporting" in webhook.posts[0]["message"]
+    # Reaping again finds nothing and sends nothing.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert reap_dead_scans() == 0
+    assert len(webhook.posts) == 1
