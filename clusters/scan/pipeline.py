@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from dnsaudit.core.model import NodePool, ProbeResult
 
+from .. import exemptions
 from ..models import Cluster
 from .progress import Progress, ScanAborted, _problem, _retry, kube_limits
 from .stages.addons import coredns_facts, kyverno_installed
@@ -121,6 +122,8 @@ def collect_and_audit(
             coredns=facts["coredns"],
             kyverno_installed=facts["kyverno_installed"],
             assumed=assumed,
+            # Exemption annotations are judged on the day the rest of dnsaudit uses (TIME_ZONE).
+            today=exemptions.today(),
         )
         audits = audit_workloads(inv.workloads, actx)
         progress.set(done=len(audits), force=True)
