@@ -6,6 +6,10 @@ and in processes forked from it (Celery's prefork children) with an offline stan
 reference to ``log_path`` and answers from the image name. The benchmark pre-seeds the image cache, so
 the log must stay empty; a non-empty log makes the run's figures invalid (the report says so).
 
+A scan that takes the verdict another scan is inspecting (the stage's claims, or a layer record)
+makes no ``inspect`` call and is rightly not a miss; every image the stage has to read itself goes
+through ``inspect`` (``inspect_images`` -> ``inspect_one`` -> ``RegistryClient.inspect``).
+
 ``tests/bench/test_guard.py`` proves that a miss in the scan's own image stage is logged.
 """
 

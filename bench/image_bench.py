@@ -4,14 +4,17 @@ Debian's ``docker-registry`` (started as ``tests/registry/conftest.py`` does) is
 images (``dnsaudit.testbed.imagebuild``): three shared base layers (Alpine-like ~3 MB, Debian-like ~28 MB with a
 shared ~12 MB runtime layer above it, distroless-like ~2 MB; their metadata first, the bulk after, as in a
 real base) and, per image, its own application layer (lognormal size, median ~1.5 MB, incompressible).
-Every reference is pinned by digest, as pods' imageIDs are. Then, with an empty image cache:
+Every family is built, pushed and measured the same way. Every reference is pinned by digest, as pods'
+imageIDs are. Then, with an empty image cache (no verdict rows, no layer records, nothing in memory):
 
 * the scan's image stage (``clusters.scan.stages.images.inspect_images``, ``DNSAUDIT_IMAGE_CONCURRENCY``
   threads) over all N distinct images: wall time, and for every image the body bytes fetched over HTTP
   (counted at the registry client's socket reads, manifests, configs and layers alike) over the image's
-  compressed size (config + layers);
-* a fleet: 4 clusters each running an overlapping subset, their image stages two at a time (as two
-  Celery worker processes would): ``RegistryClient.inspect`` calls per distinct digest.
+  compressed size (config + layers). Layers read for one image are known to the next (layer records);
+* a fleet, cold again: ``fleet_clusters`` clusters with overlapping images, all scanning at once, their
+  image stages spread over ``fleet_workers`` worker processes (forked, as Celery's prefork pool does; each
+  with its own memory and database connections, so only PostgreSQL is shared between them):
+  ``RegistryClient.inspect`` calls per distinct digest.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ from types import SimpleNamespace
 
 import requests
 
-FULL = {"images": 300, "app_median_mb": 1.5, "fleet_clusters": 4, "scale": 1.0}
-QUICK = {"images": 24, "app_median_mb": 0.2, "fleet_clusters": 4, "scale": 0.1}
+FULL = {"images": 300, "app_median_mb": 1.5, "fleet_clusters": 4, "fleet_workers": 2, "scale": 1.0}
+QUICK = {"images": 24, "app_median_mb": 0.2, "fleet_clusters": 4, "fleet_workers": 2, "scale": 0.1}
 
 
 def start_registry(tmp: Path) -> tuple[str, subprocess.Popen]:
@@ -149,6 +152,9 @@ def build_and_push(host: str, n: int, median_mb: float, scale: float) -> list[di
                 "digest": digest,
                 "family": family,
                 "compressed_bytes": len(config) + sum(len(b) for b in blobs),
+                # the image's own layer: what any inspection must read in full (anything in it may
+                # replace or delete what the base says), so the floor of bytes fetched once bases are known
+                "own_layer_bytes": len(blobs[-1]),
             }
         )
     return out
@@ -201,7 +207,7 @@ class _Progress:
 
 
 def _stage(refs: list[str]) -> dict:
-    from django.db import close_old_connections
+    from django.db import connection
 
     from clusters.scan.stages.images import inspect_images
 
@@ -211,13 +217,72 @@ def _stage(refs: list[str]) -> dict:
     try:
         return inspect_images(None, inv, [], _Progress())
     finally:
-        close_old_connections()
+        connection.close()
+
+
+def _cold() -> None:
+    """No verdict, no layer record, in the database or in this process."""
+    from clusters.models import ImageVerdict
+    from clusters.scan.stages.images import reset_process_caches
+
+    ImageVerdict.objects.all().delete()
+    reset_process_caches()
+
+
+_METER: _Meter | None = None
+
+
+def _worker(clusters: list[list[str]], out) -> None:
+    """One worker process of the fleet: its clusters' image stages, all at once (one thread each)."""
+    from clusters.scan.stages.images import reset_process_caches
+
+    assert _METER is not None
+    reset_process_caches()
+    _METER.bytes.clear()
+    _METER.calls.clear()
+    try:
+        with ThreadPoolExecutor(max_workers=len(clusters)) as pool:
+            list(pool.map(_stage, clusters))
+        out.put({"calls": dict(_METER.calls), "bytes": dict(_METER.bytes), "error": None})
+    except Exception as exc:  # reported by the parent
+        out.put({"calls": {}, "bytes": {}, "error": repr(exc)})
+
+
+def _fleet(subsets: list[list[str]], workers: int) -> tuple[dict[str, int], dict[str, int], float]:
+    """Every cluster's image stage at once, spread over ``workers`` forked processes."""
+    import multiprocessing
+
+    from django.db import connections
+
+    connections.close_all()  # a forked child must open its own connections
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    shares = [subsets[i::workers] for i in range(workers)]
+    procs = [ctx.Process(target=_worker, args=(share, out)) for share in shares if share]
+    t0 = time.perf_counter()
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=1800) for _ in procs]
+    seconds = time.perf_counter() - t0
+    for p in procs:
+        p.join(60)
+    errors = [r["error"] for r in results if r["error"]]
+    if errors:
+        raise RuntimeError(f"fleet worker failed: {errors[0]}")
+    calls: dict[str, int] = {}
+    fetched: dict[str, int] = {}
+    for r in results:
+        for k, v in r["calls"].items():
+            calls[k] = calls.get(k, 0) + v
+        for k, v in r["bytes"].items():
+            fetched[k] = fetched.get(k, 0) + v
+    return calls, fetched, seconds
 
 
 def run(quick: bool, tmp: Path) -> dict:
+    global _METER
     from django.conf import settings
-
-    from clusters.models import ImageVerdict
+    from django.db import connection
 
     size = QUICK if quick else FULL
     host, proc = start_registry(tmp)
@@ -227,8 +292,8 @@ def run(quick: bool, tmp: Path) -> dict:
         images = build_and_push(host, size["images"], size["app_median_mb"], size["scale"])
         build_seconds = time.perf_counter() - t0
         refs = [i["ref"] for i in images]
-        ImageVerdict.objects.all().delete()
-        meter = _Meter()
+        _cold()
+        meter = _METER = _Meter()
         t0 = time.perf_counter()
         verdicts = _stage(refs)
         stage_seconds = time.perf_counter() - t0
@@ -240,21 +305,23 @@ def run(quick: bool, tmp: Path) -> dict:
             )
             for f in sorted({i["family"] for i in images})
         }
+        own = {i["ref"]: i["own_layer_bytes"] / i["compressed_bytes"] for i in images}
+        own_by_family = {
+            f: statistics.median(own[i["ref"]] for i in images if i["family"] == f) for f in by_family
+        }
         fetched_mb_total = sum(meter.bytes.values()) / 2**20
-        # The fleet, cold again: overlapping subsets, two clusters' image stages at a time.
-        ImageVerdict.objects.all().delete()
+        # The fleet, cold again: overlapping subsets, every cluster scanning at once, over worker processes.
+        _cold()
         meter.calls.clear()
+        meter.bytes.clear()
         rnd = random.Random(7)
         subsets = [
             sorted(rnd.sample(refs, k=max(1, len(refs) * 6 // 10))) for _ in range(size["fleet_clusters"])
         ]
         subsets[0] = sorted(set(subsets[0]) | (set(refs) - set().union(*subsets[1:])))
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            list(pool.map(_stage, subsets))
-        fleet_seconds = time.perf_counter() - t0
+        calls_by_ref, fleet_bytes, fleet_seconds = _fleet(subsets, size["fleet_workers"])
         distinct = len({r.split("@", 1)[1] for s in subsets for r in s})
-        calls = sum(meter.calls.values())
+        calls = sum(calls_by_ref.values())
         return {
             "images": len(images),
             "families": {f: sum(1 for i in images if i["family"] == f) for f in by_family},
@@ -262,21 +329,28 @@ def run(quick: bool, tmp: Path) -> dict:
             "compressed_mb_median": statistics.median(i["compressed_bytes"] for i in images) / 2**20,
             "build_push_seconds": build_seconds,
             "concurrency": settings.DNSAUDIT_IMAGE_CONCURRENCY,
+            "database": connection.vendor,
             "stage_seconds": stage_seconds,
             "confirmed": confirmed,
             "fetched_mb_total": fetched_mb_total,
             "median_fetched_ratio": statistics.median(ratios),
             "median_fetched_ratio_by_family": by_family,
+            "median_own_layer_ratio": statistics.median(own.values()),
+            "median_own_layer_ratio_by_family": own_by_family,
             "fleet_clusters": size["fleet_clusters"],
+            "fleet_workers": size["fleet_workers"],
             "fleet_references": sum(len(s) for s in subsets),
             "fleet_distinct_digests": distinct,
             "fleet_inspections": calls,
+            "fleet_inspected_twice": sum(1 for v in calls_by_ref.values() if v > 1),
             "inspections_per_digest": calls / distinct,
+            "fleet_fetched_mb_total": sum(fleet_bytes.values()) / 2**20,
             "fleet_seconds": fleet_seconds,
         }
     finally:
         if meter is not None:
             meter.close()
+        _METER = None
         proc.terminate()
         try:
             proc.wait(10)

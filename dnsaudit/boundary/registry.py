@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import gzip
+import hashlib
 import io
 import ipaddress
 import json
@@ -48,7 +49,18 @@ import urllib3
 import urllib3.connection
 import urllib3.exceptions
 
-from dnsaudit.core.libc import LayerLimitExceeded, LibcDetector, infer_from_reference
+from dnsaudit.core.libc import (
+    GO_BUILD_ID_MARKER,
+    HEAD_BYTES,
+    TEXT_CAP,
+    TEXT_FILES,
+    LayerEntry,
+    LayerLimitExceeded,
+    LibcDetector,
+    entries_from_tar,
+    infer_from_reference,
+    parse_elf,
+)
 from dnsaudit.core.model import LibcVerdict
 
 MANIFEST_TYPES = (
@@ -667,6 +679,7 @@ class _Counting(io.RawIOBase):
         self.guard = guard
         self.cap = cap
         self.cap_note = cap_note
+        self.hash = None  # a hashlib object fed every byte, when the caller sets one
 
     def readable(self) -> bool:
         return True
@@ -686,6 +699,8 @@ class _Counting(io.RawIOBase):
         self.count += n
         if self.count > self.cap:
             raise LayerLimitExceeded(self.cap_note)
+        if self.hash is not None:
+            self.hash.update(data)
         b[:n] = data
         return n
 
@@ -732,6 +747,7 @@ class InspectStats:
     layer_bytes_total: int = 0
     layers_read: int = 0
     layers_total: int = 0
+    layers_known: int = 0  # layers answered from the layer cache without a download
     cache_hit: bool = False
     urls: list[str] = field(default_factory=list)
 
@@ -762,6 +778,9 @@ class RegistryClient:
     candidates are tried in order, as the kubelet does; see :func:`credentials_from_dockerconfigjson`).
     :meth:`inspect` takes ``credentials=`` too, replacing these for one inspection (a namespace's own).
     ``cache``: shared mapping ``manifest digest -> verdict dict`` (and ``index digest|platform``).
+    ``layer_cache``: shared mapping ``"<registry host>/<layer digest>" -> layer facts`` (:func:`layer_facts`
+    records: what one layer told the libc detector, in tar order). A layer already known is replayed
+    instead of downloaded; see :class:`_Call` ``_feed_layer`` for when it is read anyway.
     ``insecure_registries``: extra ``host[:port]`` reached over plain HTTP (default: the environment).
     ``verify``: TLS verification (True, or a CA bundle path).
     ``mirrors``: ``{registry: mirror or [mirrors]}`` with registries as in references (``docker.io``) and
@@ -789,9 +808,11 @@ class RegistryClient:
         upstream_fallback: bool = True,
         limits: RegistryLimits | None = None,
         forbid: AddressCheck | None = None,
+        layer_cache: MutableMapping | None = None,
     ) -> None:
         self.credentials = _normalise_credentials(credentials)
         self.cache = cache
+        self.layer_cache = layer_cache
         self.timeout = timeout
         self.insecure = (
             insecure_from_environment()
@@ -1372,12 +1393,21 @@ class _Call:
         v.evidence.extend(notes)
         v.evidence.append(
             f"read {st.layers_read} of {st.layers_total} layers, {st.layer_bytes_read} of {st.layer_bytes_total} "
-            "compressed bytes" + (" (stopped early: the answer was certain)" if stopped else "")
+            "compressed bytes"
+            + (f", {st.layers_known} known from earlier inspections" if st.layers_known else "")
+            + (" (stopped early: the answer was certain)" if stopped else "")
         )
         return v
 
     def _feed_layer(self, det: LibcDetector, layer: dict) -> tuple[str | None, bool]:
-        """Stream one layer into ``det``. Returns ``(note if it could not be read, stopped early)``.
+        """Feed one layer into ``det``. Returns ``(note if it could not be read, stopped early)``.
+
+        A layer whose facts are in the client's ``layer_cache`` (keyed by this source's host and the layer
+        digest) is replayed from them, entry by entry in tar order, so layer order, whiteouts and the
+        early stop work as for a download. It is downloaded only when the record runs out before the
+        verdict is certain (a prefix recorded by an earlier early stop), or when the image needs a file
+        whose content the record did not keep (an entrypoint that is neither executable nor a file any
+        image wants): the download then skips the entries already replayed. What was read is recorded.
 
         Limits: the compressed bytes its descriptor declares (a blob longer than that is not the blob),
         ``max_layer_bytes`` decompressed, ``max_tar_entries`` members, ``max_tar_header_bytes`` per
@@ -1386,6 +1416,62 @@ class _Call:
         digest = str(layer["digest"])
         if not _DIGEST.match(digest):
             raise RegistryError(f"layer digest {_clean(digest, 30)} is not a digest")
+        store = self.c.layer_cache
+        cache_key = f"{self.source.host}/{digest}"
+        known = _layer_record(store, cache_key)
+        out: list[dict] = []  # the record of this layer as far as it was fed
+        state = {"complete": False, "fetched": False, "verified": False, "overflow": False}
+
+        def entries() -> Iterable[LayerEntry]:
+            replayed = 0
+            if known is not None:
+                for rec in known["entries"]:
+                    if rec.get("x") and det.wanted(rec["p"]):
+                        break  # this image wants a file whose content the record did not keep
+                    out.append(rec)
+                    yield _replay(rec)
+                    replayed += 1
+                else:
+                    if known["complete"]:
+                        state["complete"] = True
+                        return
+            state["fetched"] = True
+            yield from self._download(digest, layer, replayed, out, state)
+
+        gen = entries()
+        try:
+            early = det.feed_layer(gen)
+        except _Unreadable as e:
+            return str(e), False
+        except LayerLimitExceeded as e:
+            # What the layer held up to there was fed (feed_layer closed the layer it began).
+            return f"layer {digest[:19]} not fully read: {e}", False
+        except (OSError, EOFError, ValueError, tarfile.TarError, zlib.error, RecursionError) as e:
+            # A corrupt or truncated layer (gzip/tar errors); mid-stream network errors arrive
+            # as RegistryError from _Counting and pass through untouched.
+            raise RegistryError(f"layer {digest[:19]} is not a readable tar: {_short(e)}") from None
+        finally:
+            gen.close()
+        if not state["fetched"]:
+            self.stats.layers_known += 1
+        grew = (
+            known is None or len(out) > len(known["entries"]) or (state["complete"] and not known["complete"])
+        )
+        # Recorded: a layer read to its end whose bytes hash to its digest, or the prefix the early stop
+        # read (it cannot be hashed; the record is kept per registry host, so a registry can only mislead
+        # about its own images, which it could do anyway).
+        usable = (state["complete"] and (state["verified"] or not state["fetched"])) or (
+            early and not state["complete"]
+        )
+        if store is not None and out and grew and usable and not state["overflow"]:
+            with contextlib.suppress(Exception):  # a cache that cannot store must not fail the inspection
+                store[cache_key] = {"v": LAYER_FACTS_VERSION, "entries": out, "complete": state["complete"]}
+        return None, early
+
+    def _download(
+        self, digest: str, layer: dict, skip: int, out: list[dict], state: dict
+    ) -> Iterable[LayerEntry]:
+        """The layer's entries from the registry, from the ``skip``-th on, each recorded into ``out``."""
         lim = self.c.limits
         declared = _size(layer)
         cap = declared if declared is not None else lim.max_layer_bytes
@@ -1396,30 +1482,134 @@ class _Call:
             else f"more than {cap} compressed bytes (DNSAUDIT_REGISTRY_MAX_LAYER_BYTES)"
         )
         counting = _Counting(resp.raw, f"download of layer {digest[:19]} failed", self.guard, cap, cap_note)
+        counting.hash = hashlib.sha256() if digest.startswith("sha256:") else None
         try:
             buf = io.BufferedReader(counting, buffer_size=64 * 1024)
             magic = buf.peek(4)[:4]
             if magic[:4] == b"\x28\xb5\x2f\xfd":
-                return f"layer {digest[:19]} is zstd-compressed and was not read", False
+                raise _Unreadable(f"layer {digest[:19]} is zstd-compressed and was not read")
             # gzip is recognised by its magic bytes: media types are not always truthful.
             inner = gzip.GzipFile(fileobj=buf, mode="rb") if magic[:2] == b"\x1f\x8b" else buf
             stream = io.BufferedReader(_Capped(inner, self.guard, lim.max_layer_bytes), buffer_size=64 * 1024)
             self.stats.layers_read += 1
-            try:
-                # returns early once the verdict is certain
-                return None, det.feed_tar(
-                    stream, max_entries=lim.max_tar_entries, max_header_bytes=lim.max_tar_header_bytes
-                )
-            except (OSError, EOFError, ValueError, tarfile.TarError, zlib.error, RecursionError) as e:
-                # A corrupt or truncated layer (gzip/tar errors); mid-stream network errors arrive
-                # as RegistryError from _Counting and pass through untouched.
-                raise RegistryError(f"layer {digest[:19]} is not a readable tar: {_short(e)}") from None
-        except LayerLimitExceeded as e:
-            # What the layer held up to there was fed (feed_layer closed the layer it began).
-            return f"layer {digest[:19]} not fully read: {e}", False
+            tar = entries_from_tar(
+                stream, max_entries=lim.max_tar_entries, max_header_bytes=lim.max_tar_header_bytes
+            )
+            for i, e in enumerate(tar):
+                if i < skip:
+                    continue  # replayed from the record already (the blob is content-addressed)
+                rec, entry = layer_facts(e)
+                if len(out) < LAYER_RECORD_MAX_ENTRIES:
+                    out.append(rec)
+                else:
+                    state["overflow"] = True  # too big to keep: fed, not recorded
+                yield entry
+            state["complete"] = True
+            while buf.read(64 * 1024):  # the tar's zero blocks and gzip trailer: for the digest check
+                pass
+            if counting.hash is not None:
+                state["verified"] = "sha256:" + counting.hash.hexdigest() == digest
         finally:
             self.stats.layer_bytes_read += counting.count
             resp.close()
+
+
+#: Version of the layer records :func:`layer_facts` writes; records of another version are ignored.
+LAYER_FACTS_VERSION = 1
+#: Most entries one layer record keeps (a record holds every path of the layer); a bigger layer is not recorded.
+LAYER_RECORD_MAX_ENTRIES = 100_000
+#: ``LibcDetector.wanted`` of an image without a command: the files any image's verdict may read.
+_ANY_IMAGE = LibcDetector(None)
+
+
+class _Unreadable(Exception):
+    """A layer that cannot be read at all (zstd): the message is the note."""
+
+
+def layer_facts(e: LayerEntry) -> tuple[dict, LayerEntry]:
+    """``(record, entry to feed)`` for one tar member, independent of the image it belongs to.
+
+    The record is what the libc detector can use from the member: every path with its kind (directories,
+    symlinks, hard links, whiteouts and opaque markers included), and for each regular file that any
+    image may read — executables, and the files :class:`LibcDetector` wants whatever the command (os-release,
+    apk databases, loaders, files in the bin directories) — the bytes it reads: a text file's content,
+    a script's ``#!`` line, an ELF file's header and program headers (the shortest prefix that parses
+    to the same facts) plus the musl resolver strings found in the whole file when it is static. Other
+    regular files are kept by path only (``"x"``); the member itself is returned for those, since this
+    image may still want one as its entrypoint."""
+    if e.kind != "file":
+        rec = {"p": e.path, "k": e.kind}
+        if e.linkname:
+            rec["l"] = e.linkname
+        return rec, _replay(rec)  # what a download feeds is what a replay feeds
+    if not (_ANY_IMAGE.wanted(e.path) or e.mode & 0o111):
+        return {"p": e.path, "k": "file", "x": 1}, e
+    data = _file_facts(e) if e.read is not None else b""
+    rec = {"p": e.path, "k": "file", "m": e.mode, "s": e.size, "d": base64.b64encode(data).decode()}
+    return rec, _replay(rec)
+
+
+def _file_facts(e: LayerEntry) -> bytes:
+    """The bytes of a regular file that stand for it in a record (see :func:`layer_facts`)."""
+    assert e.read is not None
+    if e.path in TEXT_FILES:
+        return e.read(TEXT_CAP)
+    head = e.read(HEAD_BYTES)
+    if head.startswith(b"#!"):
+        return head[:512]
+    elf = parse_elf(head)
+    if elf is None:
+        return b""
+    markers = LibcDetector._scan_static(head, e.read)  # the entrypoint scan, done for every static file
+    suffix = (b"\0" + b"\0".join(sorted(markers)) + b"\0") if markers else b""
+    for n in (256, 512, 1024, 2048, 4096, 8192):
+        if n >= len(head):
+            break
+        short = head[:n]
+        if GO_BUILD_ID_MARKER in head and GO_BUILD_ID_MARKER not in short:
+            short += b"\0" + GO_BUILD_ID_MARKER
+        if parse_elf(short + suffix) == elf:
+            return short + suffix
+    return head + suffix
+
+
+def _replay(rec: dict) -> LayerEntry:
+    """The :class:`LayerEntry` a record stands for (a regular file reads the bytes the record kept)."""
+    if rec["k"] != "file":
+        return LayerEntry(rec["p"], rec["k"], rec.get("l", ""))
+    if rec.get("x"):
+        # Neither executable nor wanted by this image (checked before): the detector skips it unread.
+        return LayerEntry(rec["p"], "file", read=_nothing, mode=0o644)
+    data = base64.b64decode(rec.get("d") or "")
+    return LayerEntry(
+        rec["p"], "file", size=int(rec.get("s") or 0), read=io.BytesIO(data).read, mode=int(rec["m"])
+    )
+
+
+def _nothing(_n: int = -1) -> bytes:
+    return b""
+
+
+def _layer_record(store: MutableMapping | None, key: str) -> dict | None:
+    """The record of a layer from ``store``, or None when absent, of another version or malformed."""
+    if store is None:
+        return None
+    try:
+        rec = store.get(key)
+    except Exception:  # a cache that cannot answer is a miss
+        return None
+    if (
+        not isinstance(rec, dict)
+        or rec.get("v") != LAYER_FACTS_VERSION
+        or not isinstance(rec.get("entries"), list)
+    ):
+        return None
+    for r in rec["entries"]:
+        if not (isinstance(r, dict) and isinstance(r.get("p"), str) and isinstance(r.get("k"), str)):
+            return None
+        if r["k"] == "file" and not r.get("x") and not isinstance(r.get("m"), int):
+            return None
+    return {"entries": rec["entries"], "complete": bool(rec.get("complete"))}
 
 
 def _size(desc: dict) -> int | None:
@@ -1466,6 +1656,7 @@ def _merge(total: InspectStats, part: InspectStats) -> None:
     total.requests += part.requests
     total.layer_bytes_read += part.layer_bytes_read
     total.layers_read += part.layers_read
+    total.layers_known += part.layers_known
     total.urls.extend(part.urls)
     if part.layers_total:
         total.layers_total = part.layers_total
@@ -1479,8 +1670,6 @@ def _from_dict(d: dict) -> LibcVerdict:
 
 
 def _sha256(data: bytes) -> str:
-    import hashlib
-
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
+import json
 import logging
 import threading
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import DatabaseError, connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -150,6 +159,279 @@ class Reachability:
             self._first[registry].set()
 
 
+# --- what one inspection learns, shared with the next ones --------------------------------------------
+
+#: Key prefix of the layer records kept in the ImageVerdict table (``layer:<registry host>/<layer digest>``).
+LAYER_KEY_PREFIX = "layer:"
+#: ImageVerdict.confidence of a layer record (never "confirmed"/"inferred": no image lookup matches it).
+LAYER_CONFIDENCE = "layer"
+#: Bytes of compressed layer records one process keeps in memory.
+LAYER_MEMORY_BYTES = 64 * 1024 * 1024
+#: How long a confirmed verdict stays in the process for scans that started before it was saved (s).
+RECENT_VERDICT_SECONDS = 600.0
+
+
+def _encode_layer(record: dict) -> str:
+    return base64.b64encode(zlib.compress(json.dumps(record, separators=(",", ":")).encode(), 6)).decode()
+
+
+def _decode_layer(blob: str) -> dict | None:
+    try:
+        record = json.loads(zlib.decompress(base64.b64decode(blob), bufsize=1 << 20))
+    except (ValueError, zlib.error):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+class _Memory:
+    """A thread-safe LRU of strings, bounded by their total length."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._items: OrderedDict[str, str] = OrderedDict()
+        self._size = 0
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: str, value: str) -> None:
+        with self._lock:
+            old = self._items.pop(key, None)
+            self._size -= len(old) if old is not None else 0
+            if len(value) > self.limit:
+                return
+            self._items[key] = value
+            self._size += len(value)
+            while self._size > self.limit:
+                _k, dropped = self._items.popitem(last=False)
+                self._size -= len(dropped)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._size = 0
+
+
+_LAYERS = _Memory(LAYER_MEMORY_BYTES)
+
+
+class LayerStore:
+    """The registry client's ``layer_cache``: what each layer told the libc detector (see
+    ``dnsaudit.boundary.registry.layer_facts``), so that an image whose base layers were read for another
+    image fetches only its manifest, its config and its own layers.
+
+    Records live in this process (``_LAYERS``, compressed, LRU) and in ImageVerdict rows keyed
+    ``layer:<registry host>/<layer digest>``. With ``db_in_threads`` (PostgreSQL, the scan's connection in
+    autocommit) the inspection threads read and write the rows themselves, so that other workers see a
+    record as soon as it is made; otherwise the threads never touch the database and :meth:`flush`
+    writes the new records from the scan's own thread at the end of the stage."""
+
+    def __init__(self, db_in_threads: bool) -> None:
+        self.db_in_threads = db_in_threads
+        self._pending: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> dict | None:
+        blob = _LAYERS.get(key)
+        if blob is None and self.db_in_threads:
+            try:
+                row = (
+                    ImageVerdict.objects.filter(key=LAYER_KEY_PREFIX + key, confidence=LAYER_CONFIDENCE)
+                    .values_list("verdict", flat=True)
+                    .first()
+                )
+            except Exception:  # the cache is an optimisation: a database hiccup is a miss
+                logger.warning("reading the layer record of %s failed", key, exc_info=True)
+                row = None
+            if isinstance(row, dict) and isinstance(row.get("z"), str):
+                blob = row["z"]
+                _LAYERS.put(key, blob)
+        return _decode_layer(blob) if blob else None
+
+    def __setitem__(self, key: str, record: dict) -> None:
+        blob = _encode_layer(record)
+        _LAYERS.put(key, blob)
+        if self.db_in_threads:
+            try:
+                _save_layers({key: blob})
+            except Exception:
+                logger.warning("saving the layer record of %s failed", key, exc_info=True)
+        else:
+            with self._lock:
+                self._pending[key] = blob
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        if pending:
+            _save_layers(pending)
+
+
+def _save_layers(blobs: dict[str, str]) -> None:
+    """Upsert layer records: the newest replaces the row (a record only grows for one process; two workers
+    racing on one layer may store the shorter one, and the next reader then downloads the rest)."""
+    ImageVerdict.objects.bulk_create(
+        [
+            ImageVerdict(
+                key=LAYER_KEY_PREFIX + k,
+                verdict={"z": v},
+                confidence=LAYER_CONFIDENCE,
+                inspected_at=timezone.now(),
+            )
+            for k, v in sorted(blobs.items())
+        ],
+        update_conflicts=True,
+        unique_fields=["key"],
+        update_fields=["verdict", "inspected_at"],
+    )
+
+
+class _Claim:
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.verdict: dict | None = None
+
+
+class Claims:
+    """One inspection per verdict key at a time in this process, whichever scan asks.
+
+    The first scan to ask for a key inspects it; the others wait for its result (at most ``wait``
+    seconds, then they inspect themselves) and take it when it is confirmed — a fact about the digest,
+    shared like the database cache shares it. A failed inspection is not shared: the next scan tries with
+    its own workloads' credentials. Confirmed results stay for :data:`RECENT_VERDICT_SECONDS`, for scans
+    whose cache lookup ran before the verdict was saved."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active: dict[str, _Claim] = {}
+        self._recent: OrderedDict[str, tuple[float, dict]] = OrderedDict()
+
+    def recent(self, key: str) -> dict | None:
+        with self._lock:
+            hit = self._recent.get(key)
+            if hit is None:
+                return None
+            if time.monotonic() - hit[0] > RECENT_VERDICT_SECONDS:
+                del self._recent[key]
+                return None
+            return hit[1]
+
+    @contextlib.contextmanager
+    def hold(self, key: str, wait: float) -> Iterator[tuple[bool, dict | None]]:
+        """``(owner, verdict another scan found)``. The owner (first caller) must set ``claim.verdict``
+        through :meth:`publish` before leaving; a waiter gets the owner's confirmed verdict, or None
+        (failed, or ``wait`` seconds passed) and then inspects without a claim."""
+        with self._lock:
+            claim = self._active.get(key)
+            owner = claim is None
+            if owner:
+                claim = self._active[key] = _Claim()
+        assert claim is not None
+        if not owner:
+            claim.event.wait(wait)
+            yield False, claim.verdict if claim.event.is_set() else None
+            return
+        try:
+            yield True, None
+        finally:
+            with self._lock:
+                self._active.pop(key, None)
+            claim.event.set()
+
+    def publish(self, key: str, verdict: dict, *, keep: bool = True) -> None:
+        """The owner's result: waiters get it when it is confirmed; with ``keep`` (a digest-pinned
+        reference) later scans of this process get it too, for :data:`RECENT_VERDICT_SECONDS`."""
+        with self._lock:
+            claim = self._active.get(key)
+            if verdict.get("confidence") != "confirmed":
+                return
+            verdict = _copy(verdict)  # the scans that take it each get their own copy
+            if claim is not None:
+                claim.verdict = verdict
+            if not keep:
+                return
+            self._recent[key] = (time.monotonic(), verdict)
+            self._recent.move_to_end(key)
+            while len(self._recent) > 50_000:
+                self._recent.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._recent.clear()
+
+
+CLAIMS = Claims()
+
+
+def _copy(verdict: dict) -> dict:
+    """A verdict dict another scan may change (its evidence list) without touching this one."""
+    return {**verdict, "evidence": list(verdict.get("evidence") or [])}
+
+
+def reset_process_caches() -> None:
+    """Forget what this process learnt (layer records, recent verdicts): for benchmarks and tests that
+    start cold. The database rows are not touched."""
+    _LAYERS.clear()
+    CLAIMS.clear()
+
+
+def _advisory_key(key: str) -> int:
+    return int.from_bytes(hashlib.sha256(b"dnsaudit-image:" + key.encode()).digest()[:8], "big", signed=True)
+
+
+def _confirmed_row(key: str) -> dict | None:
+    row = (
+        ImageVerdict.objects.filter(key=key, confidence="confirmed").values_list("verdict", flat=True).first()
+    )
+    return row if isinstance(row, dict) else None
+
+
+@contextlib.contextmanager
+def database_claim(key: str, wait: float, poll: float = 0.2) -> Iterator[dict | None]:
+    """Across worker processes (PostgreSQL): one inspection per key at a time.
+
+    A session advisory lock keyed by a hash of ``key`` (``pg_try_advisory_lock``, polled, so nothing
+    blocks inside the database): the holder inspects, saves the verdict and unlocks; a worker that finds
+    the lock taken polls for the holder's row and yields it (then nothing is inspected). After ``wait``
+    seconds without the lock it yields None and inspects anyway: a stuck or dead holder never stops a
+    scan (a dead one's lock goes with its session). Yields the verdict found, or None (inspect)."""
+    lock = _advisory_key(key)
+    deadline = time.monotonic() + wait
+    held = False
+    found = None
+    with connection.cursor() as cur:
+        while True:
+            cur.execute("SELECT pg_try_advisory_lock(%s)", [lock])
+            held = bool(cur.fetchone()[0])
+            found = _confirmed_row(key)  # saved by a holder that has finished (or before we asked)
+            if held or found is not None or time.monotonic() >= deadline:
+                break
+            time.sleep(poll)
+    try:
+        yield found
+    finally:
+        if held:
+            try:
+                with connection.cursor() as cur:
+                    cur.execute("SELECT pg_advisory_unlock(%s)", [lock])
+            except DatabaseError:  # the lock goes with the session, which the thread closes
+                logger.warning("releasing the claim of %s failed", key, exc_info=True)
+
+
+def _save_verdict(key: str, verdict: dict) -> None:
+    ImageVerdict.objects.bulk_create(
+        [ImageVerdict(key=key, verdict=verdict, confidence="confirmed", inspected_at=timezone.now())],
+        update_conflicts=True,
+        unique_fields=["key"],
+        update_fields=["verdict", "confidence", "inspected_at"],
+    )
+
+
 def _registry_of(ref: str) -> str:
     from dnsaudit.boundary.registry import normalise_registry, parse_reference
 
@@ -174,7 +456,16 @@ def inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
     from dnsaudit.boundary.registry import RegistryClient, RegistryLimits, resolve_image_id
 
     credentials = _workload_credentials(client, inv, problems)
+    # Inspection threads use the database themselves (layer records, verdicts, advisory locks) only on
+    # PostgreSQL and when the scan's connection is in autocommit: inside a transaction, rows saved by
+    # other connections would not be seen, and ours would not be seen by them.
+    db_in_threads = (
+        connection.vendor == "postgresql" and connection.get_autocommit() and not connection.in_atomic_block
+    )
+    layers = LayerStore(db_in_threads)
+    claim_wait = float(settings.DNSAUDIT_REGISTRY_DEADLINE) + 10.0
     registry = RegistryClient(
+        layer_cache=layers,
         timeout=float(getattr(settings, "DNSAUDIT_REGISTRY_TIMEOUT", 15.0)),
         limits=RegistryLimits(
             deadline=float(settings.DNSAUDIT_REGISTRY_DEADLINE),
@@ -223,6 +514,50 @@ def inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
     progress.set(done=len(cached), force=True)
 
     def inspect(item: tuple[str, tuple[str, str, str]]) -> tuple[str, dict]:
+        """One image, inspected once across the scans of the fleet: a confirmed verdict another scan of
+        this process found is taken; else the first scan to ask inspects (:data:`CLAIMS`) and, between
+        workers, the one holding the key's advisory lock (:func:`database_claim`); the others wait for it
+        and read its result. Only digest-pinned references are shared beyond the scans running now (a
+        tag moves)."""
+        key, (ref, _platform, _tag) = item
+        pinned = "@sha256:" in ref
+        try:
+            found = CLAIMS.recent(key) if pinned else None
+            if found is not None:
+                return key, _copy(found)
+            with CLAIMS.hold(key, claim_wait) as (owner, found):
+                if found is not None:
+                    return key, _copy(found)
+                if owner and db_in_threads and pinned:
+                    key, verdict = inspect_across_workers(item)
+                else:
+                    key, verdict = inspect_one(item)
+                CLAIMS.publish(key, verdict, keep=pinned)
+                return key, verdict
+        finally:
+            if db_in_threads:
+                connection.close()  # this pool thread's own connection (and any advisory lock with it)
+
+    def inspect_across_workers(item: tuple[str, tuple[str, str, str]]) -> tuple[str, dict]:
+        key = item[0]
+        with contextlib.ExitStack() as stack:
+            try:
+                found = stack.enter_context(database_claim(key, claim_wait))
+            except DatabaseError:
+                logger.warning("no cross-worker claim for %s: the database refused it", key, exc_info=True)
+                return inspect_one(item)
+            if found is not None:
+                return key, found
+            key, verdict = inspect_one(item)
+            if verdict.get("confidence") == "confirmed":
+                # Saved before the lock is released: the workers waiting for it read this row.
+                try:
+                    _save_verdict(key, verdict)
+                except DatabaseError:
+                    logger.warning("saving the verdict of %s failed", key, exc_info=True)
+            return key, verdict
+
+    def inspect_one(item: tuple[str, tuple[str, str, str]]) -> tuple[str, dict]:
         from dnsaudit.boundary.registry import RegistryError
         from dnsaudit.core.libc import infer_from_reference
 
@@ -287,6 +622,7 @@ def inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
             for key, verdict in pool.map(inspect, todo):
                 results[key] = verdict
                 progress.step()
+        layers.flush()
         # Confirmed verdicts are cached for digest-pinned references only: a tag (alpine:3) moves, a
         # digest never does. They replace an inferred row for the same key.
         fresh = [
