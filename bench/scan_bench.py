@@ -228,6 +228,10 @@ def run_scan(quick: bool, tmp: Path, profile: bool = True) -> dict:
             "targets": {"ratio": 1.3, "peak_rss_mb": 400},
         }
         if profile:
+            # The workloads stage's wall clock split (listing, checking pods, inventory), in a run of its own.
+            scan3, _ = request_scan(cluster, trigger="cli", dispatch_now=False)
+            split = run_json_child([str(BENCH / "scan_child.py"), "scan", str(scan3.pk), "--breakdown"], env)
+            result["workloads_breakdown"] = split["workloads_breakdown"]
             scan2, _ = request_scan(cluster, trigger="cli", dispatch_now=False)
             prof = Path(tempfile.gettempdir()) / "dnsaudit-bench-scan.prof"  # kept for pstats/snakeviz
             run_json_child([str(BENCH / "scan_child.py"), "scan", str(scan2.pk), "--profile", str(prof)], env)

@@ -1,7 +1,7 @@
 """One measured operation in a fresh process; prints one JSON line (the parent reads the last one).
 
     python bench/scan_child.py list KUBECONFIG [--resources pods,nodes,...] [--as-scan]
-    python bench/scan_child.py scan SCAN_ID [--profile PATH]
+    python bench/scan_child.py scan SCAN_ID [--profile PATH] [--breakdown]
 
 ``list``: the raw paginated listing with the scanner's own client (``KubeClient.iter_list``), timed.
 ``--as-scan`` lists as the scan does: the client built as the scan builds it (``kube_limits()``), the
@@ -11,7 +11,10 @@ default page size, and the cyclic collector paused (``gc_paused``) for the workl
 ``scan``: ``clusters.scan.execute_scan`` (claim, read, audit, save), timed, with the time and RSS at
 each stage change (the scan's own progress stages) and the process's peak RSS (VmHWM). Registry calls
 are intercepted by ``bench/guard.py`` and counted as cache misses. ``--profile`` writes cProfile stats
-of the workloads stage (``list_workloads``: listing, trimming, inventory) only.
+of the workloads stage (``list_workloads``: listing, checking pods, inventory) only. ``--breakdown``
+adds that stage's wall clock split into listing (``KubeClient.iter_list``: requests, reading, JSON
+decoding), checking pods as they stream in (``Intake.pod``) and building the inventory
+(``build_inventory``); it costs a clock read per object, so it is measured in a run of its own.
 """
 
 from __future__ import annotations
@@ -103,9 +106,7 @@ def _maybe_freeze(mode: str) -> None:
     * ``freeze``: ``gc.freeze()`` after imports — everything allocated so far (the kubernetes package alone
       is hundreds of thousands of objects) leaves the cyclic collector's reach, as a worker could do once
       after start-up;
-    * ``nogc``: the cyclic collector paused for the measured operation (JSON from the API is acyclic);
-    * ``slim``: pods reduced to the fields the inventory reads as they stream in (``slim_pod``), the
-      proposed change to ``clusters/scan/``/``dnsaudit/core/inventory.py``.
+    * ``nogc``: the cyclic collector paused for the measured operation (JSON from the API is acyclic).
     """
     import gc
 
@@ -113,16 +114,6 @@ def _maybe_freeze(mode: str) -> None:
     if "freeze" in flags:
         gc.collect()
         gc.freeze()
-    if "slim" in flags and mode == "scan":  # the raw listing (a') stays raw
-        from dnsaudit.boundary.kube import KubeClient
-
-        original = KubeClient.iter_list
-
-        def iter_list(self, resource, **kw):
-            items = original(self, resource, **kw)
-            return (slim_pod(p) for p in items) if resource == "pods" else items
-
-        KubeClient.iter_list = iter_list  # type: ignore[method-assign]
 
 
 def _gc_paused():
@@ -143,11 +134,76 @@ def _gc_paused():
     return paused()
 
 
-def slim_pod(pod: dict) -> dict:
-    """The product's own trimming (``dnsaudit.core.inventory.slim_pod``), which scans now apply."""
-    from dnsaudit.core.inventory import slim_pod as product_slim_pod
+def install_breakdown() -> dict:
+    """Time the parts of the workloads stage (``list_workloads``) as the scan runs them; returns the dict
+    the seconds (and counts) accumulate in. Listing is the time spent getting the next object out of
+    ``KubeClient.iter_list`` (requests, reading, JSON decoding, page checks); checking is
+    ``Intake.pod``; inventory is ``build_inventory`` (raw pods it checks itself are counted ``checked_late``:
+    their checking is inside the inventory's time, not streamed); ``seconds`` is the whole stage."""
+    from clusters.scan import pipeline
+    from dnsaudit.boundary.kube import KubeClient
+    from dnsaudit.core import inventory
 
-    return product_slim_pod(pod)
+    acc = {"seconds": 0.0, "listing": 0.0, "checking": 0.0, "inventory": 0.0, "listed": 0, "checked": 0}
+    acc["checked_late"] = 0
+    inside, building = [False], [False]
+    iter_list, pod, build, stage = (
+        KubeClient.iter_list,
+        inventory.Intake.pod,
+        inventory.build_inventory,
+        pipeline.list_workloads,
+    )
+
+    def timed_iter_list(self, resource, **kw):
+        items = iter_list(self, resource, **kw)
+        clock = time.perf_counter
+        while True:
+            t = clock()
+            try:
+                item = next(items)
+            except StopIteration:
+                if inside[0]:
+                    acc["listing"] += clock() - t
+                return
+            if inside[0]:
+                acc["listing"] += clock() - t
+                acc["listed"] += 1
+            yield item
+
+    def timed_pod(self, obj):
+        if building[0]:
+            acc["checked_late"] += 1
+            return pod(self, obj)
+        t = time.perf_counter()
+        try:
+            return pod(self, obj)
+        finally:
+            acc["checking"] += time.perf_counter() - t
+            acc["checked"] += 1
+
+    def timed_build(*a, **kw):
+        t = time.perf_counter()
+        building[0] = True
+        try:
+            return build(*a, **kw)
+        finally:
+            building[0] = False
+            acc["inventory"] += time.perf_counter() - t
+
+    def timed_stage(*a, **kw):
+        t = time.perf_counter()
+        inside[0] = True
+        try:
+            return stage(*a, **kw)
+        finally:
+            inside[0] = False
+            acc["seconds"] += time.perf_counter() - t
+
+    KubeClient.iter_list = timed_iter_list  # type: ignore[method-assign]
+    inventory.Intake.pod = timed_pod  # type: ignore[method-assign]
+    inventory.build_inventory = timed_build  # the stage imports the module and looks these up per call
+    pipeline.list_workloads = timed_stage
+    return acc
 
 
 def _per_image_registry_failures() -> None:
@@ -167,7 +223,7 @@ def _cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def do_scan(scan_id: int, profile: str | None) -> dict:
+def do_scan(scan_id: int, profile: str | None, breakdown: bool = False) -> dict:
     import django
 
     django.setup()
@@ -221,6 +277,7 @@ def do_scan(scan_id: int, profile: str | None) -> dict:
                 profiler.disable()
 
         pipeline.list_workloads = profiled_list_workloads
+    parts = install_breakdown() if breakdown else None
     cpu0 = _cpu()
     t0 = time.perf_counter()
     with _gc_paused():
@@ -250,6 +307,7 @@ def do_scan(scan_id: int, profile: str | None) -> dict:
         "stages": stages,
         "rss_baseline_mb": baseline,
         "peak_rss_mb": _rss_mb("VmHWM"),
+        **({"workloads_breakdown": parts} if parts is not None else {}),
     }
 
 
@@ -263,12 +321,13 @@ def main() -> int:
     sp = sub.add_parser("scan")
     sp.add_argument("scan_id", type=int)
     sp.add_argument("--profile")
+    sp.add_argument("--breakdown", action="store_true")
     args = ap.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dnsaudit.settings")
     if args.mode == "list":
         out = do_list(args.kubeconfig, args.resources.split(","), args.as_scan)
     else:
-        out = do_scan(args.scan_id, args.profile)
+        out = do_scan(args.scan_id, args.profile, args.breakdown)
     print(json.dumps(out), flush=True)
     return 0
 

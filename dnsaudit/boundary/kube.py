@@ -6,8 +6,11 @@ Contract:
   is assembled here field by field; ``load_kube_config*`` is never called, so nothing can run an exec
   plugin or read a file named by a kubeconfig. PEM data the client needs as files (client certificate
   and key) is written to private temporary files that ``close()`` removes.
-* Everything returns raw JSON dicts (``_preload_content=False`` + ``json.loads``): fast at tens of
-  thousands of objects and immune to model-class strictness (T1) and ``str(dict)`` bodies (T3).
+* Everything returns raw JSON dicts (``_preload_content=False`` + ``orjson.loads``): fast at tens of
+  thousands of objects and immune to model-class strictness (T1) and ``str(dict)`` bodies (T3). orjson
+  decodes a page about twice as fast as ``json`` and is stricter: NaN, Infinity, lone UTF-16
+  surrogates and a byte-order mark are refused as not JSON, and integers past 64 bits are decoded as
+  floats (no API server sends any of them).
 * Every failure is a ``KubeError`` with ``transient`` (worth retrying later: network, timeouts, 5xx,
   429, 410 after the one restart) or not (401, 403, 404, TLS, bad input).
 * Lists page with ``limit`` + ``continue`` until the token is empty (zero-item pages included, T6); a
@@ -43,6 +46,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+import orjson
 import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
@@ -395,7 +399,7 @@ class KubeClient:
                         return buf
                     raise self._too_large(limit, what, resource, namespace)
             done = True
-            return buf  # not copied: json.loads reads a bytearray
+            return buf  # not copied: orjson.loads reads a bytearray
         finally:
             if not done:
                 with contextlib.suppress(Exception):
@@ -446,8 +450,8 @@ class KubeClient:
                 namespace=namespace,
             )
         try:
-            out = json.loads(data)
-        except (ValueError, RecursionError) as exc:
+            out = orjson.loads(data)
+        except ValueError as exc:  # orjson.JSONDecodeError (nesting past 1,024 levels included)
             raise not_json from exc
         if not isinstance(out, dict):  # every Kubernetes API response is an object
             raise not_json

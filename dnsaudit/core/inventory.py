@@ -17,11 +17,13 @@ escaped and truncated (``shown``). Anything past this module holds only checked 
 
 from __future__ import annotations
 
+import copy
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from .exemptions import kept_annotations
 from .model import Container, Workload
 from .nodefiles import CATEGORIES, NodeFileCandidate, candidate_category
 
@@ -97,6 +99,8 @@ def _get(obj: Mapping, *path: str, default=None):
 # --- what a name may be ------------------------------------------------------------------------------
 
 _LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
+#: DNS-1123 labels joined by dots, in one match (not a split and a match per label).
+_SUBDOMAIN = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)*")
 _KIND = re.compile(r"[A-Za-z][A-Za-z0-9]{0,62}")
 #: ``[registry[:port]/]path[:tag][@algorithm:hex]``, conservatively: no space, quote, ``$``, backtick...
 _IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,1023}")
@@ -123,11 +127,7 @@ valid_container_name = valid_namespace
 
 def valid_name(value: object) -> bool:
     """A DNS-1123 subdomain: what object, node, service account and secret names must be."""
-    return (
-        isinstance(value, str)
-        and 0 < len(value) <= 253
-        and all(_LABEL.fullmatch(part) for part in value.split("."))
-    )
+    return isinstance(value, str) and 0 < len(value) <= 253 and _SUBDOMAIN.fullmatch(value) is not None
 
 
 def valid_kind(value: object) -> bool:
@@ -204,6 +204,13 @@ class _Refusals:
         if len(self.examples[category]) < self.KEEP:
             self.examples[category].append(f"{where}: {why} {shown(value)}")
 
+    def replay(self, notes: tuple[tuple[str, str], ...]) -> None:
+        """Count refusals noted earlier (``PodRecord.notes``: category and the example already quoted)."""
+        for category, example in notes:
+            self.count[category] += 1
+            if len(self.examples[category]) < self.KEEP:
+                self.examples[category].append(example)
+
     def problems(self) -> list[dict]:
         out = []
         for category, (fact, why, impact) in self.WHAT.items():
@@ -213,9 +220,10 @@ class _Refusals:
 
 
 class _Refused(Exception):
-    def __init__(self, why: str, value: object) -> None:
+    def __init__(self, why: str, value: object, *, late: bool = False) -> None:
         super().__init__(why)
         self.why, self.value = why, value
+        self.late = late  # a pod-spec field checked after nodeName (which is reported first when both fail)
 
 
 def _as_map(value: object) -> Mapping:
@@ -284,7 +292,8 @@ def _clean_dns_config(dc: object) -> dict:
     return out
 
 
-def _clean_pod_spec(spec: object) -> dict:
+def _clean_pod_spec(spec: object, *, node: bool = True) -> dict:
+    """A checked copy of a pod spec with only what the inventory reads (``nodeName`` only with ``node``)."""
     if spec is None:
         spec = {}
     if not isinstance(spec, _MAP):
@@ -305,30 +314,34 @@ def _clean_pod_spec(spec: object) -> dict:
         out["hostNetwork"] = host
     if spec.get("dnsConfig") is not None:
         out["dnsConfig"] = _clean_dns_config(spec.get("dnsConfig"))
-    for key in ("nodeName", "serviceAccountName", "serviceAccount"):
+    for key in ("nodeName", "serviceAccountName", "serviceAccount") if node else _AFTER_NODE:
         value = spec.get(key)
         if value is None or value == "":
             continue
         if not valid_name(value):
-            raise _Refused(f"{key} is not a DNS-1123 subdomain:", value)
+            raise _Refused(f"{key} is not a DNS-1123 subdomain:", value, late=key != "nodeName")
         out[key] = value
     secrets = spec.get("imagePullSecrets")
     if secrets is not None:
         if not isinstance(secrets, list):
-            raise _Refused("imagePullSecrets is not a list:", secrets)
+            raise _Refused("imagePullSecrets is not a list:", secrets, late=True)
         out["imagePullSecrets"] = []
         for ref in secrets:
             name = ref.get("name") if isinstance(ref, _MAP) else ref
             if name is None or name == "":
                 continue
             if not valid_name(name):
-                raise _Refused("an imagePullSecrets name is not a DNS-1123 subdomain:", name)
+                raise _Refused("an imagePullSecrets name is not a DNS-1123 subdomain:", name, late=True)
             out["imagePullSecrets"].append({"name": name})
     return out
 
 
+_AFTER_NODE = ("serviceAccountName", "serviceAccount")
+
+
 def _clean_object(obj: object, kind: str, refusals: _Refusals) -> dict | None:
-    """A checked copy of one listed object with only what the inventory reads; None when refused."""
+    """A checked copy of one listed controller with only what the inventory reads; None when refused.
+    (Pods: :class:`Intake`.)"""
     if not isinstance(obj, _MAP):
         refusals.add("objects", f"a {kind}", "not an object:", obj)
         return None
@@ -382,38 +395,361 @@ def _clean_object(obj: object, kind: str, refusals: _Refusals) -> dict | None:
     }
     if meta.get("deletionTimestamp"):
         out_meta["deletionTimestamp"] = True
+    # Of the annotations, only the exemption pair (dnsaudit.core.exemptions), from the object or its template.
+    if kept := kept_annotations(meta, _get(obj, *POD_SPEC_PATH[kind][:-1], "metadata")):
+        out_meta["annotations"] = kept
     out: dict = {"metadata": out_meta}
     node = out
     path = POD_SPEC_PATH[kind]
     for key in path[:-1]:
         node = node.setdefault(key, {})
     node[path[-1]] = spec
-    if kind != "Pod":
-        replicas = _get(obj, "spec", "replicas")
-        if isinstance(replicas, int) and not isinstance(replicas, bool):
-            out["spec"]["replicas"] = replicas
-        return out
-    status = _as_map(obj.get("status"))
-    phase = status.get("phase")
-    out["status"] = {"phase": phase if isinstance(phase, str) else None}
-    for key in ("containerStatuses", "initContainerStatuses"):
-        statuses = []
-        for st in _as_list(status.get(key)):
-            if not isinstance(st, _MAP) or not valid_container_name(st.get("name")):
-                continue  # a status of no container of the spec: nothing reads it
-            entry: dict = {"name": st["name"]}
-            image_id = st.get("imageID")
-            if isinstance(image_id, str) and _IMAGE_ID.fullmatch(image_id):
-                entry["imageID"] = image_id
-            elif image_id not in (None, ""):
-                refusals.add("dropped", where, "imageID", image_id)
-            if "running" in st:
-                entry["running"] = st["running"] is True
-            elif isinstance(st.get("state"), Mapping):
-                entry["running"] = "running" in st["state"]
-            statuses.append(entry)
-        out["status"][key] = statuses
+    replicas = _get(obj, "spec", "replicas")
+    if isinstance(replicas, int) and not isinstance(replicas, bool):
+        out["spec"]["replicas"] = replicas
     return out
+
+
+# --- pods: checked as they stream in -------------------------------------------------------------------------
+
+
+class PodRecord:
+    """A checked pod with only what the inventory reads (:meth:`Intake.pod`): a few hundred bytes where
+    its JSON is several kilobytes. ``spec`` is the checked pod spec without ``nodeName`` (``node``), and
+    with ``labels`` and ``image_ids`` shared by the pods whose raw ones are equal: read them, never change
+    them. ``running``: phase Running and not being deleted; ``stopped``: containers whose status says they
+    are not running; ``notes``: what was dropped on the way in, ``(category, quoted example)``."""
+
+    __slots__ = (
+        "annotations", "image_ids", "labels", "name", "namespace", "node", "notes", "owner", "running",
+        "spec", "stopped",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        namespace: str,
+        name: str,
+        owner: tuple[str, str] | None,
+        labels: dict[str, str],
+        annotations: dict[str, str] | None,
+        node: str | None,
+        running: bool,
+        spec: dict,
+        image_ids: tuple[tuple[str, str], ...],
+        stopped: tuple[str, ...],
+        notes: tuple[tuple[str, str], ...],
+    ) -> None:
+        self.namespace, self.name, self.owner, self.labels = namespace, name, owner, labels
+        self.annotations, self.node, self.running, self.spec = annotations, node, running, spec
+        self.image_ids, self.stopped, self.notes = image_ids, stopped, notes
+
+
+class RefusedPod:
+    """A pod :meth:`Intake.pod` refused (not audited); ``notes`` says why, as ``PodRecord.notes``."""
+
+    __slots__ = ("notes",)
+
+    def __init__(self, notes: tuple[tuple[str, str], ...]) -> None:
+        self.notes = notes
+
+
+_NO_LABELS: tuple[dict, tuple] = ({}, ())
+
+
+class Intake:
+    """Checks pods as they stream in from the API, each into a :class:`PodRecord` (or a :class:`RefusedPod`).
+
+    The checks are this module's (names are data; see the module docstring), but a value is checked once
+    per scan: the pods of a workload repeat their namespace, owner, node, labels, container names, image
+    IDs and pod spec. A valid value is remembered; equal pod specs and label sets are checked once and
+    their checked copies shared. At most ``REMEMBER`` entries of each kind are kept (a hostile cluster
+    whose every pod differs is checked pod by pod, as before). One per scan or ``build_inventory`` call.
+    """
+
+    REMEMBER = 1 << 16
+
+    def __init__(self) -> None:
+        self._namespaces: dict[str, str] = {}
+        self._names: dict[str, str] = {}  # owner and node names: DNS-1123 subdomains
+        self._kinds: dict[str, str] = {}
+        self._containers: dict[str, str] = {}  # container names in statuses
+        self._image_ids: dict[str, str] = {}
+        self._specs: dict[tuple, dict | _Refused] = {}
+        self._label_sets: dict[tuple, tuple[dict, tuple]] = {}
+        self._ids: dict[tuple, tuple] = {}
+
+    def _checked(self, memo: dict[str, str], value: object, valid: Callable[[object], bool]) -> str | None:
+        """``value`` when ``valid`` (the first equal string seen, so that pods share one), else None."""
+        if type(value) is str:
+            seen = memo.get(value)
+            if seen is not None:
+                return seen
+            if not valid(value):
+                return None
+            if len(memo) < self.REMEMBER:
+                memo[value] = value
+            return value
+        return value if valid(value) else None  # type: ignore[return-value]
+
+    def _spec(self, raw: object) -> dict:
+        """The checked pod spec (without ``nodeName``), shared by the pods whose raw ones are equal."""
+        key = _spec_key(raw) if type(raw) is dict else None
+        if key is None:
+            return _clean_pod_spec(raw, node=False)
+        hit = self._specs.get(key)
+        if hit is None:
+            try:
+                hit = _clean_pod_spec(raw, node=False)
+            except _Refused as exc:
+                hit = exc
+            if len(self._specs) < self.REMEMBER:
+                self._specs[key] = hit
+        if isinstance(hit, _Refused):  # a fresh exception: re-raising one object grows its traceback
+            raise _Refused(hit.why, hit.value, late=hit.late)
+        return hit
+
+    def _labels(self, raw: object) -> tuple[dict, tuple]:
+        """(valid labels, the others as ``shown`` will quote them), shared by equal label sets."""
+        if not isinstance(raw, _MAP) or not raw:
+            return _NO_LABELS
+        key: tuple | None = tuple(raw.items())
+        try:
+            hit = self._label_sets.get(key)  # type: ignore[arg-type]
+        except TypeError:  # a value that is not hashable (a list): checked on its own
+            key = hit = None
+        if hit is None:
+            kept: dict[str, str] = {}
+            dropped: list[object] = []
+            for k, v in raw.items():
+                if valid_label(k, v):
+                    kept[k] = v
+                else:
+                    dropped.append(f"{k}={v}" if isinstance(v, str) else k)
+            hit = (kept, tuple(dropped))
+            if key is not None and len(self._label_sets) < self.REMEMBER:
+                self._label_sets[key] = hit
+        return hit
+
+    def pod(self, obj: object) -> PodRecord | RefusedPod:
+        """One listed pod, checked: a :class:`PodRecord`, or a :class:`RefusedPod` saying why not."""
+        if not isinstance(obj, _MAP):
+            return RefusedPod((("objects", f"a Pod: not an object: {shown(obj)}"),))
+        meta = obj.get("metadata")
+        if not isinstance(meta, _MAP):
+            meta = {}
+        name, raw_ns = meta.get("name"), meta.get("namespace")
+        ns = "" if raw_ns is None else raw_ns
+
+        def where() -> str:
+            return _where("Pod", raw_ns if raw_ns is not None else "", name)
+
+        # Each check below looks the value up among those already found valid first (one dict lookup).
+        raw_spec = obj.get("spec")
+        node = None
+        try:
+            if not valid_name(name):
+                raise _Refused("name is not a DNS-1123 subdomain:", name)
+            if ns != "":
+                ns = (self._namespaces.get(ns) if type(ns) is str else None) or self._checked(
+                    self._namespaces, ns, valid_namespace
+                )
+                if ns is None:
+                    raise _Refused("namespace is not a DNS-1123 label:", raw_ns)
+            bad_node = None
+            if isinstance(raw_spec, _MAP):
+                value = raw_spec.get("nodeName")
+                if value is not None and value != "":
+                    node = (self._names.get(value) if type(value) is str else None) or self._checked(
+                        self._names, value, valid_name
+                    )
+                    if node is None:
+                        bad_node = _Refused("nodeName is not a DNS-1123 subdomain:", value)
+            try:
+                spec = self._spec(raw_spec)
+            except _Refused as exc:  # nodeName is checked before the fields that come after it
+                raise bad_node if bad_node is not None and exc.late else exc from None
+            if bad_node is not None:
+                raise bad_node
+        except _Refused as exc:
+            return RefusedPod((("objects", f"{where()}: {exc.why} {shown(exc.value)}"),))
+        notes: list[tuple[str, str]] = []
+        owner = None
+        refs = meta.get("ownerReferences")
+        if refs is not None and not isinstance(refs, list):
+            notes.append(("owners", f"{where()}: ownerReferences is not a list: {shown(refs)}"))
+        elif refs:
+            first = None
+            for ref in refs:
+                if not isinstance(ref, _MAP):
+                    notes.append(("owners", f"{where()}: an owner reference is not an object: {shown(ref)}"))
+                    first = owner = None
+                    break
+                value = ref.get("kind")
+                kind = (self._kinds.get(value) if type(value) is str else None) or self._checked(
+                    self._kinds, value, valid_kind
+                )
+                if kind is None:
+                    notes.append(("owners", f"{where()}: owner kind is not an identifier: {shown(value)}"))
+                    first = owner = None
+                    break
+                value = ref.get("name")
+                rname = (self._names.get(value) if type(value) is str else None) or self._checked(
+                    self._names, value, valid_name
+                )
+                if rname is None:
+                    why = f"name of owner {kind} is not a DNS-1123 subdomain:"
+                    notes.append(("owners", f"{where()}: {why} {shown(value)}"))
+                    first = owner = None
+                    break
+                if first is None:
+                    first = (kind, rname)
+                if owner is None and ref.get("controller") is True:
+                    owner = (kind, rname)
+            owner = owner or first  # the controller, else the first owner (as ``_owner``)
+        labels, dropped = self._labels(meta.get("labels"))
+        for value in dropped:
+            notes.append(("dropped", f"{where()}: label {shown(value)}"))
+        status = obj.get("status")
+        if not isinstance(status, _MAP):
+            status = {}
+        ids: dict[str, str] = {}
+        later: list[tuple[str, str]] = []  # containerStatuses' image IDs: they win over init containers'
+        stopped: list[str] = []
+        containers, image_ids = self._containers, self._image_ids
+        for key in ("containerStatuses", "initContainerStatuses"):
+            main = key == "containerStatuses"
+            for st in _as_list(status.get(key)):
+                if not isinstance(st, _MAP):
+                    continue
+                value = st.get("name")
+                cname = (containers.get(value) if type(value) is str else None) or self._checked(
+                    containers, value, valid_container_name
+                )
+                if cname is None:
+                    continue  # a status of no container of the spec: nothing reads it
+                value = st.get("imageID")
+                if value is not None and value != "":
+                    iid = (image_ids.get(value) if type(value) is str else None) or self._checked(
+                        image_ids, value, _valid_image_id
+                    )
+                    if iid is None:
+                        notes.append(("dropped", f"{where()}: imageID {shown(value)}"))
+                    elif main:
+                        later.append((cname, iid))
+                    else:
+                        ids[cname] = iid
+                if main:
+                    if "running" in st:
+                        up = st["running"] is True
+                    else:
+                        state = st.get("state")
+                        up = "running" in state if isinstance(state, _MAP) else True
+                    if up:
+                        if cname in stopped:  # the last status of a name counts
+                            stopped.remove(cname)
+                    elif cname not in stopped:
+                        stopped.append(cname)
+        if later:
+            ids.update(later)
+        image_ids = tuple(ids.items())
+        if image_ids and len(self._ids) < self.REMEMBER:
+            image_ids = self._ids.setdefault(image_ids, image_ids)
+        return PodRecord(
+            namespace=ns,
+            name=name,
+            owner=owner,
+            labels=labels,
+            annotations=(kept_annotations(meta) or None) if meta.get("annotations") else None,
+            node=node,
+            running=status.get("phase") == "Running" and not meta.get("deletionTimestamp"),
+            spec=spec,
+            image_ids=image_ids,
+            stopped=tuple(stopped),
+            notes=tuple(notes),
+        )
+
+
+def _valid_image_id(value: object) -> bool:
+    return isinstance(value, str) and _IMAGE_ID.fullmatch(value) is not None
+
+
+def _spec_key(spec: dict) -> tuple | None:
+    """What ``_clean_pod_spec`` reads of a pod spec (``nodeName`` aside) as a hashable key of exact JSON
+    types, so that equal keys give equal checked specs; None when anything has another shape (that spec
+    is checked on its own)."""
+    key: list = []
+    for field_name in ("containers", "initContainers"):
+        items = spec.get(field_name)
+        if items is None:
+            key.append(None)
+            continue
+        if type(items) is not list:
+            return None
+        row: list = []
+        for c in items:
+            if type(c) is not dict:
+                return None
+            name, image = c.get("name"), c.get("image")
+            if type(name) is not str or not (image is None or type(image) is str):
+                return None
+            row += (name, image)
+        key.append(tuple(row))
+    for name in ("dnsPolicy", "serviceAccountName", "serviceAccount"):
+        value = spec.get(name)
+        if value is not None and type(value) is not str:
+            return None
+        key.append(value)
+    host = spec.get("hostNetwork")
+    if host is not None and type(host) is not bool:
+        return None
+    key.append(host)
+    secrets = spec.get("imagePullSecrets")
+    if secrets is not None:
+        if type(secrets) is not list:
+            return None
+        names = []
+        for ref in secrets:
+            name = ref.get("name") if type(ref) is dict else ref
+            if name is not None and type(name) is not str:
+                return None
+            names.append(name)
+        secrets = tuple(names)
+    key.append(secrets)
+    dns_config = spec.get("dnsConfig")
+    if dns_config is not None:
+        dns_config = _dns_config_key(dns_config)
+        if dns_config is None:
+            return None
+    key.append(dns_config)
+    return tuple(key)
+
+
+def _dns_config_key(dc: object) -> tuple | None:
+    """``_spec_key`` of a dnsConfig: what ``_clean_dns_config`` reads; None for any other shape."""
+    if type(dc) is not dict:
+        return None
+    key: list = ["dnsConfig"]
+    for name in ("nameservers", "searches"):
+        values = dc.get(name)
+        if values is not None and (type(values) is not list or any(type(v) is not str for v in values)):
+            return None
+        key.append(None if values is None else tuple(values))
+    options = dc.get("options")
+    if options is None:
+        key.append(None)
+    else:
+        if type(options) is not list:
+            return None
+        row = []
+        for opt in options:
+            if type(opt) is not dict:
+                return None
+            name, value = opt.get("name"), opt.get("value")
+            if type(name) is not str or not (value is None or type(value) is str):
+                return None
+            row.append((name, value))
+        key.append(tuple(row))
+    return tuple(key)
 
 
 def slim_pod(pod: Mapping) -> dict:
@@ -455,6 +791,8 @@ def slim_pod(pod: Mapping) -> dict:
     }
     if meta.get("deletionTimestamp"):
         slim_meta["deletionTimestamp"] = meta["deletionTimestamp"]
+    if kept := kept_annotations(meta):
+        slim_meta["annotations"] = kept
     return {
         "metadata": slim_meta,
         "spec": {
@@ -577,71 +915,69 @@ class Inventory:
 CANDIDATES_PER_NODE = 3
 
 
-def _container_running(status: Mapping) -> bool:
-    """From a slim status (``running``) or a raw one (``state.running``); True when not said."""
-    if "running" in status:
-        return bool(status["running"])
-    state = status.get("state")
-    return "running" in state if isinstance(state, _MAP) else True
-
-
-def node_file_candidate(pod: Mapping) -> tuple[str, NodeFileCandidate] | None:
-    """(category, candidate) for a Running pod, not being deleted, scheduled on a node, whose file can show
-    the node's; None otherwise. Containers known not to be running are left out (a 400 on exec)."""
-    if _get(pod, "status", "phase") != "Running" or _get(pod, "metadata", "deletionTimestamp"):
-        return None
-    spec = pod.get("spec") or {}
-    node = spec.get("nodeName")
-    if not node or not isinstance(node, str):
-        return None
-    dns_policy = spec.get("dnsPolicy") or "ClusterFirst"
-    host_network = bool(spec.get("hostNetwork"))
-    dns_config = spec.get("dnsConfig")
-    dns_config = dns_config if isinstance(dns_config, _MAP) else None
-    category = candidate_category(dns_policy=dns_policy, host_network=host_network, dns_config=dns_config)
-    if category is None:
-        return None
-    running = {
-        st.get("name"): _container_running(st)
-        for st in _get(pod, "status", "containerStatuses", default=()) or ()
-        if isinstance(st, _MAP)
-    }
-    pairs = [
-        (c.get("name", ""), c.get("image", ""))
-        for c in spec.get("containers") or ()
-        if c.get("name") and running.get(c.get("name"), True)
-    ]
-    if not pairs:
-        return None
-    return category, NodeFileCandidate(
-        namespace=_get(pod, "metadata", "namespace", default="") or "",
-        pod=_get(pod, "metadata", "name", default="") or "",
-        node=node,
-        dns_policy=dns_policy,
-        host_network=host_network,
-        has_dns_config=dns_config is not None,
-        containers=tuple(n for n, _ in pairs),
-        images=tuple(i for _, i in pairs),
-        dns_config=dns_config,
-    )
-
-
 class _CandidateKeeper:
-    """Keeps the first ``per_key`` candidates by (namespace, name) for each (node, category)."""
+    """Keeps the first ``per_key`` node-file candidates by (namespace, name) for each (node, category).
+
+    A candidate is a Running pod, not being deleted, scheduled on a node, whose file can show the node's
+    (``candidate_category``); its containers known not to be running are left out (a 400 on exec). What a
+    pod spec decides is worked out once per (shared) spec; a candidate is only built when it is kept.
+    """
 
     def __init__(self, per_key: int = CANDIDATES_PER_NODE) -> None:
         self.per_key = per_key
         self.buckets: dict[tuple[str, str], list[tuple[tuple[str, str], NodeFileCandidate]]] = {}
+        self._of_spec: dict[int, tuple] = {}  # id(spec) -> (category, policy, host, dnsConfig, names, images)
 
-    def offer(self, pod: Mapping) -> None:
-        found = node_file_candidate(pod)
-        if found is None:
+    def _spec_facts(self, spec: dict) -> tuple:
+        facts = self._of_spec.get(id(spec))
+        if facts is None:
+            dns_policy = spec.get("dnsPolicy") or "ClusterFirst"
+            host_network = bool(spec.get("hostNetwork"))
+            dns_config = spec.get("dnsConfig")
+            dns_config = dns_config if isinstance(dns_config, _MAP) else None
+            category = candidate_category(
+                dns_policy=dns_policy, host_network=host_network, dns_config=dns_config
+            )
+            containers = [c for c in spec.get("containers") or () if c.get("name")]
+            facts = (
+                category,
+                dns_policy,
+                host_network,
+                dns_config,
+                tuple(c["name"] for c in containers),
+                tuple(c.get("image", "") for c in containers),
+            )
+            self._of_spec[id(spec)] = facts  # specs outlive the keeper (the records hold them)
+        return facts
+
+    def offer(self, pod: PodRecord) -> None:
+        if not pod.running or not pod.node:
             return
-        category, cand = found
-        bucket = self.buckets.setdefault((cand.node, category), [])
-        key = (cand.namespace, cand.pod)
-        if len(bucket) >= self.per_key and key >= bucket[-1][0]:
+        category, dns_policy, host_network, dns_config, names, images = self._spec_facts(pod.spec)
+        if category is None:
             return
+        key = (pod.namespace, pod.name)
+        bucket = self.buckets.get((pod.node, category))
+        if bucket is not None and len(bucket) >= self.per_key and key >= bucket[-1][0]:
+            return
+        if pod.stopped:
+            pairs = [(n, i) for n, i in zip(names, images, strict=True) if n not in pod.stopped]
+            names, images = tuple(n for n, _ in pairs), tuple(i for _, i in pairs)
+        if not names:
+            return
+        cand = NodeFileCandidate(
+            namespace=pod.namespace,
+            pod=pod.name,
+            node=pod.node,
+            dns_policy=dns_policy,
+            host_network=host_network,
+            has_dns_config=dns_config is not None,
+            containers=names,
+            images=images,
+            dns_config=dns_config,
+        )
+        if bucket is None:
+            bucket = self.buckets[(pod.node, category)] = []
         bucket.append((key, cand))
         bucket.sort(key=lambda kc: kc[0])
         del bucket[self.per_key :]
@@ -667,25 +1003,19 @@ def _pod_spec(obj: Mapping, kind: str) -> Mapping:
     return _get(obj, *POD_SPEC_PATH[kind], default={}) or {}
 
 
-def _image_ids(pod: Mapping) -> dict[str, str]:
-    ids: dict[str, str] = {}
-    for key in ("initContainerStatuses", "containerStatuses"):
-        for st in _get(pod, "status", key, default=()) or ():
-            if st.get("imageID"):
-                ids[st.get("name", "")] = st["imageID"]
-    return ids
-
-
-def _controller(obj: Mapping) -> Mapping | None:
+def _owner(obj: Mapping | PodRecord) -> tuple[str, str] | None:
+    """(kind, name) of the controller reference of a checked object, else of its first one."""
+    if type(obj) is PodRecord:
+        return obj.owner
     refs = _get(obj, "metadata", "ownerReferences", default=()) or ()
     for ref in refs:
         if ref.get("controller"):
-            return ref
-    return refs[0] if refs else None
+            return ref.get("kind", ""), ref.get("name", "")
+    return (refs[0].get("kind", ""), refs[0].get("name", "")) if refs else None
 
 
 def build_inventory(
-    objects: Mapping[str, list[dict]],
+    objects: Mapping[str, list],
     node_pools: Mapping[str, str] | None = None,
     node_platform: Mapping[str, str] | None = None,
     default_pool: str | None = None,
@@ -693,114 +1023,146 @@ def build_inventory(
 ) -> Inventory:
     """Build the top-owner workloads from raw lists keyed by resource plural.
 
+    The pods may be listed raw, or already checked as they streamed in (:meth:`Intake.pod`: records and
+    refusals, which are counted here in listing order, as a raw pod's would be).
     ``node_pools`` maps node name to pool name; ``node_platform`` maps node name to ``os/arch``.
     A workload's pool is where most of its pods run; with no pod it is ``default_pool``.
     """
     node_pools = node_pools or {}
     node_platform = node_platform or {}
     refusals = _Refusals()
-    listed_pods = objects.get("pods")
-    pods_read = len(listed_pods) if isinstance(listed_pods, list) else 0  # refused ones included
-    checked: dict[str, list[dict]] = {}
-    for resource, kind in RESOURCE_KIND.items():
-        listed = objects.get(resource) or ()
-        clean = (_clean_object(obj, kind, refusals) for obj in (listed if isinstance(listed, list) else ()))
-        checked[resource] = [obj for obj in clean if obj is not None]
-    objects = checked
     by_key: dict[tuple[str, str, str], dict] = {}
     for resource, kind in RESOURCE_KIND.items():
-        for obj in objects[resource]:
-            by_key[(kind, obj["metadata"]["namespace"], obj["metadata"]["name"])] = obj
+        if kind == "Pod":
+            continue
+        listed = objects.get(resource) or ()
+        for obj in listed if isinstance(listed, list) else ():
+            checked = _clean_object(obj, kind, refusals)
+            if checked is not None:
+                by_key[(kind, checked["metadata"]["namespace"], checked["metadata"]["name"])] = checked
+    listed_pods = objects.get("pods")
+    listed_pods = listed_pods if isinstance(listed_pods, list) else []
+    intake: Intake | None = None
+    records: list[PodRecord] = []
+    for item in listed_pods:
+        if type(item) is not PodRecord and type(item) is not RefusedPod:
+            intake = intake or Intake()
+            item = intake.pod(item)
+        if item.notes:
+            refusals.replay(item.notes)
+        if type(item) is PodRecord:
+            records.append(item)
+    pod_index: dict[tuple[str, str], PodRecord] | None = None  # only when an owner reference names a Pod
 
-    def top_owner(kind: str, ns: str, name: str, obj: Mapping) -> tuple[str, str, Mapping | None]:
+    def listed(kind: str, ns: str, name: str) -> dict | PodRecord | None:
+        nonlocal pod_index
+        if kind != "Pod":
+            return by_key.get((kind, ns, name))
+        if pod_index is None:
+            pod_index = {(p.namespace, p.name): p for p in records}
+        return pod_index.get((ns, name))
+
+    def top_owner(kind: str, ns: str, name: str, obj) -> tuple[str, str, dict | PodRecord | None]:
         """Follow controller references up through kinds we know; stop at the first unknown owner."""
         seen = 0
         while seen < 5:
             seen += 1
-            ref = _controller(obj)
+            ref = _owner(obj)
             if not ref:
                 return kind, name, obj
-            owner_kind, owner_name = ref.get("kind", ""), ref.get("name", "")
-            owner = by_key.get((owner_kind, ns, owner_name))
+            owner_kind, owner_name = ref
+            owner = listed(owner_kind, ns, owner_name)
             if owner is None:
-                if owner_kind in POD_SPEC_PATH:
-                    # Known kind but not listed (deleted, or not readable): report on it, template from us.
-                    return owner_kind, owner_name, None
+                # A known kind not listed (deleted, or not readable): report on it, template from its pods.
                 # An owner we do not model (an operator's custom resource): the user edits that object.
                 return owner_kind, owner_name, None
             kind, name, obj = owner_kind, owner_name, owner
         return kind, name, obj
 
-    pods_by_owner: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
-    pods_seen = 0
+    pods_by_owner: dict[tuple[str, str, str], list[PodRecord]] = defaultdict(list)
+    top_of_owner: dict[tuple[str, tuple[str, str]], tuple[str, str]] = {}  # the pods of one owner share it
     keeper = _CandidateKeeper()
-    for pod in objects.get("pods", ()):
-        pods_seen += 1
+    for pod in records:
         keeper.offer(pod)
-        ns = _get(pod, "metadata", "namespace", default="")
-        kind, name, _ = top_owner("Pod", ns, _get(pod, "metadata", "name"), pod)
-        pods_by_owner[(kind, ns, name)].append(pod)
+        ns = pod.namespace
+        if pod.owner is None:
+            pods_by_owner[("Pod", ns, pod.name)].append(pod)
+            continue
+        top = top_of_owner.get((ns, pod.owner))
+        if top is None:
+            tkind, tname, _ = top_owner("Pod", ns, pod.name, pod)
+            top = top_of_owner[(ns, pod.owner)] = (tkind, tname)
+        pods_by_owner[(top[0], ns, top[1])].append(pod)
 
     # Which objects are top owners: those not owned by another object we know of.
-    tops: dict[tuple[str, str, str], tuple[Mapping | None, str]] = {}
+    tops: dict[tuple[str, str, str], dict | PodRecord | None] = {}
     for (kind, ns, name), obj in by_key.items():
-        if kind == "Pod":
-            continue
         tkind, tname, tobj = top_owner(kind, ns, name, obj)
         if (tkind, ns, tname) not in tops or tobj is not None:
-            tops[(tkind, ns, tname)] = (tobj, tkind)
-    for kind, ns, name in pods_by_owner:
-        if (kind, ns, name) not in tops:
-            tops[(kind, ns, name)] = (None, kind)
+            tops[(tkind, ns, tname)] = tobj
+    for key in pods_by_owner:
+        if key not in tops:
+            tops[key] = None
 
     images: set[tuple[str, str | None, str]] = set()
     pull_secrets: dict[str, set[str]] = defaultdict(set)
     service_accounts: dict[str, set[str]] = defaultdict(set)
     workloads: list[Workload] = []
     running_pods: dict[tuple[str, str, str], list[str]] = {}
-    for (kind, ns, name), (obj, _) in sorted(tops.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2])):
+    image_of: dict[int, dict[str, str]] = {}  # id(pod spec) -> container name -> image (first wins)
+    for (kind, ns, name), obj in sorted(tops.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2])):
         pods = pods_by_owner.get((kind, ns, name), [])
-        running = sorted(
-            _get(p, "metadata", "name")
-            for p in pods
-            if _get(p, "status", "phase") == "Running" and not _get(p, "metadata", "deletionTimestamp")
-        )
+        running = sorted(p.name for p in pods if p.running)
         if running:
             running_pods[(ns, kind, name)] = running
-        if obj is not None and kind in POD_SPEC_PATH:
-            spec = _pod_spec(obj, kind)
-            labels = _get(obj, "metadata", "labels", default={}) or {}
+        template = obj if obj is not None else (pods[0] if pods else None)
+        if template is None:
+            continue
+        if type(template) is PodRecord:
+            # A bare pod, or an owner unknown to us (custom controller): the pod's spec is the template.
+            spec = template.spec
+            labels = template.labels
+            annotations = dict(template.annotations or {})
+            dns_config = copy.deepcopy(spec.get("dnsConfig"))  # the spec is shared by pods: never lent
+            replicas = None
+        else:
+            spec = _pod_spec(template, kind)
+            labels = _get(template, "metadata", "labels", default={}) or {}
+            annotations = _get(template, "metadata", "annotations", default={})
+            dns_config = spec.get("dnsConfig")
+            replicas = _get(template, "spec", "replicas")
+        if obj is not None:
             path = POD_SPEC_PATH[kind]
             api_version = API_VERSION[kind]
-        elif pods:
-            # Owner unknown to us (custom controller) or bare pod: the pod's spec is the template.
-            spec = pods[0].get("spec") or {}
-            labels = _get(pods[0], "metadata", "labels", default={}) or {}
+        else:
             path = ("spec",) if kind == "Pod" else POD_SPEC_PATH.get(kind, ("spec", "template", "spec"))
             api_version = API_VERSION.get(kind, "")
-        else:
-            continue
         statuses: dict[str, str] = {}
         pool_votes: Counter[str] = Counter()
         platform = default_platform
+        seen: set[tuple[int, tuple, str]] = set()  # pods of one template on one platform add the same images
         for pod in pods:
-            node = _get(pod, "spec", "nodeName")
-            if node and node in node_pools:
-                pool_votes[node_pools[node]] += 1
-            if node and node in node_platform:
-                platform = node_platform[node]
-            for cname, iid in _image_ids(pod).items():
+            node = pod.node
+            if node:
+                if node in node_pools:
+                    pool_votes[node_pools[node]] += 1
+                if node in node_platform:
+                    platform = node_platform[node]
+            if not pod.image_ids:
+                continue
+            where = (id(pod.spec), pod.image_ids, node_platform.get(node, default_platform))
+            if where in seen:
+                continue
+            seen.add(where)
+            names = image_of.get(id(pod.spec))
+            if names is None:
+                names = image_of[id(pod.spec)] = {}
+                for k in ("initContainers", "containers"):
+                    for c in pod.spec.get(k) or ():
+                        names.setdefault(c["name"], c["image"])
+            for cname, iid in pod.image_ids:
                 statuses.setdefault(cname, iid)
-                image = next(
-                    (
-                        c.get("image", "")
-                        for k in ("initContainers", "containers")
-                        for c in (_get(pod, "spec", k, default=()) or ())
-                        if c.get("name") == cname
-                    ),
-                    "",
-                )
-                images.add((image, iid, node_platform.get(node, default_platform)))
+                images.add((names.get(cname, ""), iid, where[2]))
         containers = _containers(spec, statuses)
         for c in containers:
             if c.image_id is None:
@@ -809,7 +1171,6 @@ def build_inventory(
             if secret.get("name"):
                 pull_secrets[ns].add(secret["name"])
         service_accounts[ns].add(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")
-        replicas = _get(obj, "spec", "replicas") if obj is not None else None
         workloads.append(
             Workload(
                 namespace=ns,
@@ -817,7 +1178,7 @@ def build_inventory(
                 name=name,
                 dns_policy=spec.get("dnsPolicy") or "ClusterFirst",
                 host_network=bool(spec.get("hostNetwork")),
-                dns_config=spec.get("dnsConfig"),
+                dns_config=dns_config,
                 containers=containers,
                 labels=dict(labels),
                 api_version=api_version,
@@ -828,8 +1189,11 @@ def build_inventory(
                     sorted({str(x["name"]) for x in spec.get("imagePullSecrets") or () if x.get("name")})
                 ),
                 replicas=replicas if isinstance(replicas, int) else None,
+                annotations=annotations,
             )
         )
+    pods_seen = len(records)
+    pods_read = len(listed_pods)  # refused ones included
     return Inventory(
         workloads=workloads,
         pods_seen=max(pods_seen, pods_read),

@@ -13,24 +13,23 @@ def _list_everywhere(
     client,
     resource: str,
     problems: list[dict],
-    keep: Callable[[dict], dict] | None = None,
+    keep: Callable[[dict], object] | None = None,
     check: Callable[[], None] | None = None,
-) -> list[dict]:
+) -> list:
     """List a resource in all namespaces; when that is forbidden, namespace by namespace.
 
-    ``keep`` trims each item as it streams in (pods: only what the audit reads), so a big cluster's
-    full objects are never all in memory at once. ``check`` (the soft time limit) runs before every list
-    and namespace; the client itself checks it before every page (``Progress.watch``).
+    ``keep`` turns each item into what is kept of it as it streams in (pods: a checked record with only
+    what the audit reads), so a big cluster's full objects are never all in memory at once. ``check``
+    (the soft time limit) runs before every list and namespace; the client itself checks it before every
+    page (``Progress.watch``). A list that is retried starts again from an empty list.
     """
     from dnsaudit.boundary.kube import KubeError
 
-    def listed(**kw) -> list[dict]:
+    def listed(**kw) -> list:
         if check is not None:
             check()
-        out = []
-        for item in client.iter_list(resource, **kw):
-            out.append(keep(item) if keep else item)
-        return out
+        items = client.iter_list(resource, **kw)
+        return list(map(keep, items) if keep else items)
 
     try:
         return _retry(lambda: listed())
@@ -48,7 +47,7 @@ def _list_everywhere(
             )
         )
         return []
-    items: list[dict] = []
+    items: list = []
     forbidden: list[str] = []
     for ns in namespaces:
         try:
@@ -113,17 +112,20 @@ def list_workloads(
     default_pool,
     default_platform: str = "linux/amd64",
 ):
-    """List every workload resource (pods trimmed as they stream in) and build the audit's inventory.
+    """List every workload resource and build the audit's inventory.
 
-    The collector is paused meanwhile (``gc_paused``); the raw lists are dropped once the inventory is built.
+    Pods are checked as they stream in (``inventory.Intake``: each distinct name, label set and pod spec
+    once, and only a small record of each pod kept), so a page's JSON is dropped as soon as it is read.
+    The collector is paused meanwhile (``gc_paused``); the lists are dropped once the inventory is built.
     """
     from dnsaudit.core import inventory
 
     progress.set("workloads", done=0, total=len(WORKLOAD_RESOURCES))
-    objects: dict[str, list[dict]] = {}
+    objects: dict[str, list] = {}
+    intake = inventory.Intake()
     with gc_paused():
         for resource in WORKLOAD_RESOURCES:
-            keep = inventory.slim_pod if resource == "pods" else None
+            keep = intake.pod if resource == "pods" else None
             objects[resource] = _list_everywhere(client, resource, problems, keep, progress.check)
             progress.step()
         inv = inventory.build_inventory(
