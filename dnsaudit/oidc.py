@@ -388,11 +388,14 @@ class OidcBackend(OIDCAuthenticationBackend):
         return user
 
     def get_user(self, user_id):
-        """Session users of this backend: only accounts that are SSO accounts, only while SSO is on."""
+        """Session users of this backend: only active accounts that are SSO accounts, only while SSO is on
+        (deactivating an account ends its open sessions, as Django's own backend does)."""
         if not _enabled():
             return None
         user = super().get_user(user_id)
-        return user if user is not None and user.last_name.startswith(MARKER_PREFIX) else None
+        if user is None or not user.is_active or not user.last_name.startswith(MARKER_PREFIX):
+            return None
+        return user
 
 
 class AuthenticationRequestView(OIDCAuthenticationRequestView):

@@ -330,6 +330,13 @@ def test_a_deactivated_sso_account_cannot_log_in(sso, live_server, provider):
     assert who(session, live_server) is None
 
 
+def test_an_sso_session_ends_when_the_account_is_deactivated(sso, live_server, provider):
+    session, _ = sso_login(live_server, provider, "u-ruth", {"preferred_username": "ruth", "groups": ["sre"]})
+    assert who(session, live_server) == "ruth · operator"
+    User.objects.filter(username="ruth").update(is_active=False)  # an admin deactivates it
+    assert who(session, live_server) is None
+
+
 def test_an_sso_session_ends_when_the_account_is_unlinked(sso, live_server, provider):
     session, _ = sso_login(live_server, provider, "u-otto", {"preferred_username": "otto", "groups": ["sre"]})
     assert who(session, live_server) == "otto · operator"
