@@ -18,11 +18,12 @@ report gains ``"exemption": {"reason", "source", "by", "expires", "id"}`` while 
 An exemption applies through its ``expires`` day included (:func:`applies`); past it, it stops applying
 and is listed as expired.
 
-Precedence when both sources match one workload: **the annotation wins while it applies** — it travels
-with the workload and says what its owners wrote; dnsaudit exemptions fill in where there is none (or it
-has expired). Among several dnsaudit exemptions, the one that applies longest wins (no expiry first, then
-the latest expiry), then the most specific (workload > image > namespace > cluster), then the newest
-(:func:`choose`), so a workload stays exempted as long as any matching exemption applies.
+Precedence when several match one workload: **the one that applies longest wins** (no expiry first, then
+the latest expiry), so a workload stays exempted as long as any matching exemption applies — a scan row
+keeps one exemption and its last day, and must not lose the workload's exemption when a shorter one ends.
+On equal terms the annotation wins (it travels with the workload and says what its owners wrote); among
+dnsaudit exemptions, then the most specific (workload > image > namespace > cluster), then the newest
+(:func:`choose`).
 """
 
 from __future__ import annotations
@@ -331,9 +332,20 @@ def choose(scopes: Iterable[Scope], report: Mapping, today: date) -> Scope | Non
     return best
 
 
+def _last_day(expires: date | str | None) -> date:
+    if expires is None or expires == "":
+        return date.max
+    return date.fromisoformat(expires) if isinstance(expires, str) else expires
+
+
 def resolve(annotation: dict | None, scopes: Iterable[Scope], report: Mapping, today: date) -> dict | None:
-    """The exemption of one workload: its annotation's while it applies, else :func:`choose`'s."""
-    if annotation is not None and applies(annotation.get("expires"), today):
-        return annotation
+    """The exemption of one workload on ``today``: of its annotation (while it applies) and
+    :func:`choose`'s dnsaudit exemption, the one that applies longer; the annotation on equal terms."""
+    if annotation is not None and not applies(annotation.get("expires"), today):
+        annotation = None
     chosen = choose(scopes, report, today)
-    return chosen.as_exemption() if chosen else None
+    if chosen is None:
+        return annotation
+    if annotation is not None and _last_day(annotation.get("expires")) >= _last_day(chosen.expires):
+        return annotation
+    return chosen.as_exemption()

@@ -154,12 +154,24 @@ def test_the_longest_lasting_then_most_specific_then_newest_dnsaudit_exemption_i
     assert ex.choose([ns_soon], REPORT, date(2026, 12, 6)) is None
 
 
-def test_the_annotation_wins_while_it_applies():
+def test_the_exemption_that_applies_longest_wins_and_the_annotation_on_equal_terms():
     annotation = {"reason": "ours", "source": "annotation", "by": None, "expires": "2026-12-10", "id": None}
-    scope = ex.Scope(7, reason="dnsaudit", by="alice")
-    assert ex.resolve(annotation, [scope], REPORT, TODAY) is annotation
-    later = ex.resolve(annotation, [scope], REPORT, date(2026, 12, 11))
-    assert later == {"reason": "dnsaudit", "source": "dnsaudit", "by": "alice", "expires": None, "id": 7}
+    forever = ex.Scope(7, reason="dnsaudit", by="alice")
+    as_dnsaudit = {"reason": "dnsaudit", "source": "dnsaudit", "by": "alice", "expires": None, "id": 7}
+    # A dnsaudit exemption without expiry outlasts the annotation: the row must not lose the exemption
+    # when the annotation ends (it keeps one exemption and its last day).
+    assert ex.resolve(annotation, [forever], REPORT, TODAY) == as_dnsaudit
+    assert ex.resolve(annotation, [forever], REPORT, date(2026, 12, 11)) == as_dnsaudit
+    # The annotation lasts longer, or as long: it wins.
+    short = ex.Scope(8, reason="short", by="bob", expires=date(2026, 12, 8))
+    assert ex.resolve(annotation, [short], REPORT, TODAY) is annotation
+    same = ex.Scope(9, reason="same", by="bob", expires=date(2026, 12, 10))
+    assert ex.resolve(annotation, [same], REPORT, TODAY) is annotation
+    no_expiry = dict(annotation, expires=None)
+    assert ex.resolve(no_expiry, [forever], REPORT, TODAY) is no_expiry
+    # Alone, each applies until its last day.
+    assert ex.resolve(annotation, [], REPORT, TODAY) is annotation
+    assert ex.resolve(annotation, [], REPORT, date(2026, 12, 11)) is None
     assert ex.resolve(None, [], REPORT, TODAY) is None
 
 
