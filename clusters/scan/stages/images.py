@@ -167,8 +167,6 @@ LAYER_KEY_PREFIX = "layer:"
 LAYER_CONFIDENCE = "layer"
 #: Bytes of compressed layer records one process keeps in memory.
 LAYER_MEMORY_BYTES = 64 * 1024 * 1024
-#: How long a confirmed verdict stays in the process for scans that started before it was saved (s).
-RECENT_VERDICT_SECONDS = 600.0
 
 
 def _encode_layer(record: dict) -> str:
@@ -303,29 +301,18 @@ class Claims:
     The first scan to ask for a key inspects it; the others wait for its result (at most ``wait``
     seconds, then they inspect themselves) and take it when it is confirmed — a fact about the digest,
     shared like the database cache shares it. A failed inspection is not shared: the next scan tries with
-    its own workloads' credentials. Confirmed results stay for :data:`RECENT_VERDICT_SECONDS`, for scans
-    whose cache lookup ran before the verdict was saved."""
+    its own workloads' credentials. Nothing is kept once the claim ends: a scan that asks later reads the
+    database cache (digest-pinned references) or inspects (a tag moves)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._active: dict[str, _Claim] = {}
-        self._recent: OrderedDict[str, tuple[float, dict]] = OrderedDict()
-
-    def recent(self, key: str) -> dict | None:
-        with self._lock:
-            hit = self._recent.get(key)
-            if hit is None:
-                return None
-            if time.monotonic() - hit[0] > RECENT_VERDICT_SECONDS:
-                del self._recent[key]
-                return None
-            return hit[1]
 
     @contextlib.contextmanager
     def hold(self, key: str, wait: float) -> Iterator[tuple[bool, dict | None]]:
-        """``(owner, verdict another scan found)``. The owner (first caller) must set ``claim.verdict``
-        through :meth:`publish` before leaving; a waiter gets the owner's confirmed verdict, or None
-        (failed, or ``wait`` seconds passed) and then inspects without a claim."""
+        """``(owner, verdict another scan found)``. The owner (first caller) gives its result to
+        :meth:`publish` before leaving; a waiter gets the owner's confirmed verdict, or None (failed, or
+        ``wait`` seconds passed) and then inspects without a claim."""
         with self._lock:
             claim = self._active.get(key)
             owner = claim is None
@@ -334,7 +321,7 @@ class Claims:
         assert claim is not None
         if not owner:
             claim.event.wait(wait)
-            yield False, claim.verdict if claim.event.is_set() else None
+            yield False, (_copy(claim.verdict) if claim.event.is_set() and claim.verdict else None)
             return
         try:
             yield True, None
@@ -343,26 +330,14 @@ class Claims:
                 self._active.pop(key, None)
             claim.event.set()
 
-    def publish(self, key: str, verdict: dict, *, keep: bool = True) -> None:
-        """The owner's result: waiters get it when it is confirmed; with ``keep`` (a digest-pinned
-        reference) later scans of this process get it too, for :data:`RECENT_VERDICT_SECONDS`."""
+    def publish(self, key: str, verdict: dict) -> None:
+        """The owner's result: the scans waiting for it get it when it is confirmed."""
+        if verdict.get("confidence") != "confirmed":
+            return
         with self._lock:
             claim = self._active.get(key)
-            if verdict.get("confidence") != "confirmed":
-                return
-            verdict = _copy(verdict)  # the scans that take it each get their own copy
             if claim is not None:
-                claim.verdict = verdict
-            if not keep:
-                return
-            self._recent[key] = (time.monotonic(), verdict)
-            self._recent.move_to_end(key)
-            while len(self._recent) > 50_000:
-                self._recent.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._recent.clear()
+                claim.verdict = _copy(verdict)  # each scan that takes it gets its own copy
 
 
 CLAIMS = Claims()
@@ -374,10 +349,9 @@ def _copy(verdict: dict) -> dict:
 
 
 def reset_process_caches() -> None:
-    """Forget what this process learnt (layer records, recent verdicts): for benchmarks and tests that
-    start cold. The database rows are not touched."""
+    """Forget the layer records this process keeps in memory: for benchmarks and tests that start cold.
+    The database rows are not touched."""
     _LAYERS.clear()
-    CLAIMS.clear()
 
 
 def _advisory_key(key: str) -> int:
@@ -514,25 +488,21 @@ def inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
     progress.set(done=len(cached), force=True)
 
     def inspect(item: tuple[str, tuple[str, str, str]]) -> tuple[str, dict]:
-        """One image, inspected once across the scans of the fleet: a confirmed verdict another scan of
-        this process found is taken; else the first scan to ask inspects (:data:`CLAIMS`) and, between
-        workers, the one holding the key's advisory lock (:func:`database_claim`); the others wait for it
-        and read its result. Only digest-pinned references are shared beyond the scans running now (a
-        tag moves)."""
+        """One image, inspected once across the scans of the fleet: the verdict another scan of
+        this process is inspecting is waited for; else the first scan to ask inspects (:data:`CLAIMS`)
+        and, between workers, the one holding the key's advisory lock (:func:`database_claim`); the others
+        wait for it and read its result. Only digest-pinned references are shared between workers, through
+        their saved verdict (a tag moves)."""
         key, (ref, _platform, _tag) = item
-        pinned = "@sha256:" in ref
         try:
-            found = CLAIMS.recent(key) if pinned else None
-            if found is not None:
-                return key, _copy(found)
             with CLAIMS.hold(key, claim_wait) as (owner, found):
                 if found is not None:
-                    return key, _copy(found)
-                if owner and db_in_threads and pinned:
+                    return key, found
+                if owner and db_in_threads and "@sha256:" in ref:
                     key, verdict = inspect_across_workers(item)
                 else:
                     key, verdict = inspect_one(item)
-                CLAIMS.publish(key, verdict, keep=pinned)
+                CLAIMS.publish(key, verdict)
                 return key, verdict
         finally:
             if db_in_threads:
