@@ -216,3 +216,22 @@ def test_layer_records_are_kept_per_registry(pusher, registry, basic_registry):
     assert {k.split("/", 1)[0] for k in layers} == {registry.host, basic_registry.host}
     _again, again = client.inspect_with_stats(there)
     assert again.layers_known == 2 and again.layers_read == 0
+
+
+@pytest.mark.parametrize("truthful", [True, False], ids=["digest-matches", "digest-lies"])
+def test_a_layer_read_to_its_end_is_recorded_only_when_it_hashes_to_its_digest(truthful):
+    """A registry that serves other bytes under a layer's digest cannot file them as that layer's record
+    (the record of a whole layer is kept only when the bytes hash to the digest it was asked for)."""
+    from tests.registry import hostile as h
+
+    blob = gzip.compress(ib.Layer().exe(MUSL, ib.elf_stub(None)).tar(), mtime=0)
+    digest = h.digest(blob) if truthful else h.digest(b"another layer")
+    reg = h.HostileServer()
+    try:
+        h.serve_image(reg, "liar", {digest: (len(blob), lambda r: r.send(200, blob))})
+        layers: dict = {}
+        v = RegistryClient(layer_cache=layers, retries=0).inspect(f"{reg.host}/liar:v1")
+        assert v.libc == "musl"  # the verdict is what the bytes say, either way
+        assert (f"{reg.host}/{digest}" in layers) is truthful
+    finally:
+        reg.close()
