@@ -119,7 +119,17 @@ def run(quick: bool) -> dict:
     step = max(1, round(1 / CHANGED_FRACTION))
     changed = set(range(0, n, step))
     changed_bytes, changed_s, _ = _save(cluster, _audits(templates, n, changed))
+    # Pruning down to the newest scan: the first two scans' rows go, and the contents only they used.
+    from clusters.scan.stages.save import prune_scans
+
+    t0 = time.perf_counter()
+    pruned = prune_scans(cluster, keep=1)
+    prune_s = time.perf_counter() - t0
+    contents_left = WorkloadContent.objects.count() - contents_before
     return {
+        "pruned_scans": pruned,
+        "prune_seconds": prune_s,
+        "contents_after_prune": contents_left,
         "workloads": n,
         "first_scan_bytes": first_bytes,
         "first_scan_seconds": first_s,
@@ -162,6 +172,12 @@ def report_rows(r: dict) -> list[tuple[str, str, str, str]]:
         (
             f"rescan with {r['changed_workloads']} workloads changed ÷ first scan",
             f"{100 * r['changed_ratio']:.1f} % ({mb(r['changed_rescan_bytes'])})",
+            "",
+            "",
+        ),
+        (
+            "pruning to the newest scan (rows of the older scans, contents only they used)",
+            f"{r['pruned_scans']} scans in {r['prune_seconds']:.2f} s, {r['contents_after_prune']} contents left",
             "",
             "",
         ),

@@ -20,7 +20,7 @@ from .models import (
 class ClusterAdmin(admin.ModelAdmin):
     list_display = ("name", "context", "server", "is_demo", "scan_interval_minutes", "updated_at")
     search_fields = ("name", "context", "server")
-    exclude = ("kubeconfig_encrypted",)
+    exclude = ("kubeconfig_encrypted", "notify_urls_encrypted")  # never shown again, not even encrypted
     readonly_fields = ("summary", "created_at", "updated_at")
 
     def save_model(self, request, obj, form, change) -> None:
@@ -67,7 +67,10 @@ class WorkloadResultAdmin(admin.ModelAdmin):
     list_display = ("namespace", "kind", "name", "risk", "libc", "recommended", "scan")
     list_filter = ("risk", "libc", "recommended", "kind")
     search_fields = ("namespace", "name", "content__search_text")
-    raw_id_fields = ("scan",)
+    # A content is shared by scans (never a <select> over all of them); exemptions are set by their rules
+    # (clusters.exemptions, audit-logged), not by hand here.
+    raw_id_fields = ("scan", "content")
+    readonly_fields = ("exemption", "exempt_until")
     show_full_result_count = False
 
 

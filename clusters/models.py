@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
@@ -340,23 +341,34 @@ def lock_contents_shared() -> None:
             cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", [CONTENT_LOCK])
 
 
-def prune_contents() -> int:
-    """Delete the contents no scan refers to any more; returns how many.
+def prune_contents(candidates: Iterable[int] | None = None) -> int:
+    """Delete the contents no scan refers to any more (of ``candidates`` when given: the contents of the
+    scans just deleted); returns how many.
 
-    Skipped (0) while a scan is being saved: the next prune takes what is left.
+    One anti-join (``NOT IN``, hashed once by PostgreSQL and SQLite alike), whatever the rows. Skipped (0)
+    while a scan is being saved: the next prune takes what is left.
     """
     table = WorkloadContent._meta.db_table
     results = WorkloadResult._meta.db_table
+    ids = None if candidates is None else sorted(set(candidates))
+    if ids == []:
+        return 0
+    deleted = 0
     with transaction.atomic(), connection.cursor() as cur:
         if connection.vendor == "postgresql":
             cur.execute("SELECT pg_try_advisory_xact_lock(%s)", [CONTENT_LOCK])
             if not cur.fetchone()[0]:
                 return 0
-        cur.execute(
-            f"DELETE FROM {table} WHERE NOT EXISTS "  # noqa: S608 - our own table names
-            f"(SELECT 1 FROM {results} r WHERE r.content_id = {table}.id)"
-        )
-        return cur.rowcount
+        unreferenced = f"id NOT IN (SELECT content_id FROM {results})"  # noqa: S608 - our own table names
+        if ids is None:
+            cur.execute(f"DELETE FROM {table} WHERE {unreferenced}")  # noqa: S608
+            return cur.rowcount
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ", ".join(["%s"] * len(chunk))
+            cur.execute(f"DELETE FROM {table} WHERE id IN ({marks}) AND {unreferenced}", chunk)  # noqa: S608
+            deleted += cur.rowcount
+    return deleted
 
 
 class WorkloadResult(models.Model):
@@ -378,9 +390,13 @@ class WorkloadResult(models.Model):
     recommended = models.CharField(max_length=16, blank=True)
     dns_policy = models.CharField(max_length=32, blank=True)
     host_network = models.BooleanField(default=False)
-    # No index: only pruning looks rows up by content (one anti-join after old scans are deleted), and
-    # an index would cost every scan ~25 bytes per workload (bench/storage_bench.py).
-    content = models.ForeignKey(WorkloadContent, on_delete=models.PROTECT, related_name="+", db_index=False)
+    # No index and no database constraint: an index would cost every scan ~25 bytes per workload
+    # (bench/storage_bench.py), and a constraint without one makes every deleted content scan this table.
+    # Integrity is kept by the content lock: a save holds it shared from finding contents to inserting
+    # its rows; :func:`prune_contents` deletes (with one anti-join) only under it, exclusively.
+    content = models.ForeignKey(
+        WorkloadContent, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False
+    )
     #: The exemption that applies to this workload in this scan (annotation or dnsaudit), in the report
     #: schema's shape ({"reason", "source", "by", "expires", "id"}), or null. Kept out of ``report`` so that
     #: exempting or unexempting updates one small column of the current scan's rows.

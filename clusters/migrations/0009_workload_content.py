@@ -21,7 +21,7 @@ def move_contents(apps, schema_editor):
     ids: dict[str, int] = {}
     batch = []
     rows = WorkloadResult.objects.order_by("pk").only("pk", "report", "detail", "search_text")
-    for row in rows.iterator(chunk_size=500):
+    for row in rows.iterator(chunk_size=1000):
         digest = _digest(row.report, row.detail, row.search_text)
         if digest not in ids:
             content, _ = WorkloadContent.objects.get_or_create(
@@ -29,21 +29,30 @@ def move_contents(apps, schema_editor):
                 defaults={"report": row.report, "detail": row.detail, "search_text": row.search_text},
             )
             ids[digest] = content.pk
-        batch.append((row.pk, ids[digest]))
-        if len(batch) >= 500:
-            for pk, content_id in batch:
-                WorkloadResult.objects.filter(pk=pk).update(content_id=content_id)
+        row.content_id = ids[digest]
+        batch.append(row)
+        if len(batch) >= 1000:
+            WorkloadResult.objects.bulk_update(batch, ["content"])
             batch = []
-    for pk, content_id in batch:
-        WorkloadResult.objects.filter(pk=pk).update(content_id=content_id)
+    if batch:
+        WorkloadResult.objects.bulk_update(batch, ["content"])
 
 
 def restore_contents(apps, schema_editor):
     WorkloadResult = apps.get_model("clusters", "WorkloadResult")
-    for row in WorkloadResult.objects.select_related("content").iterator(chunk_size=500):
-        WorkloadResult.objects.filter(pk=row.pk).update(
-            report=row.content.report, detail=row.content.detail, search_text=row.content.search_text
+    batch = []
+    for row in WorkloadResult.objects.select_related("content").iterator(chunk_size=1000):
+        row.report, row.detail, row.search_text = (
+            row.content.report,
+            row.content.detail,
+            row.content.search_text,
         )
+        batch.append(row)
+        if len(batch) >= 1000:
+            WorkloadResult.objects.bulk_update(batch, ["report", "detail", "search_text"])
+            batch = []
+    if batch:
+        WorkloadResult.objects.bulk_update(batch, ["report", "detail", "search_text"])
 
 
 class Migration(migrations.Migration):
@@ -79,12 +88,34 @@ class Migration(migrations.Migration):
             model_name="workloadresult",
             name="content",
             field=models.ForeignKey(
+                db_constraint=False,
                 db_index=False,
                 null=True,
                 on_delete=django.db.models.deletion.PROTECT,
                 related_name="+",
                 to="clusters.workloadcontent",
             ),
+        ),
+        # Nullable before the move, so that going back re-adds them nullable, fills them (restore_contents),
+        # then makes them required again.
+        migrations.AlterField(
+            model_name="workloadresult",
+            name="report",
+            field=clusters.models.BulkJSONField(
+                null=True, help_text="the workload in the shared report schema"
+            ),
+        ),
+        migrations.AlterField(
+            model_name="workloadresult",
+            name="detail",
+            field=clusters.models.BulkJSONField(
+                null=True, default=dict, help_text="traces, patches and evidence for the workload page"
+            ),
+        ),
+        migrations.AlterField(
+            model_name="workloadresult",
+            name="search_text",
+            field=models.CharField(null=True, blank=True, max_length=1024),
         ),
         migrations.RunPython(move_contents, restore_contents),
         migrations.RemoveField(model_name="workloadresult", name="report"),
@@ -94,6 +125,7 @@ class Migration(migrations.Migration):
             model_name="workloadresult",
             name="content",
             field=models.ForeignKey(
+                db_constraint=False,
                 db_index=False,
                 on_delete=django.db.models.deletion.PROTECT,
                 related_name="+",

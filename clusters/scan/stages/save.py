@@ -192,7 +192,8 @@ def prune_scans(cluster: Cluster, keep: int | None = None) -> int:
     last_good = cluster.last_report_scan()
     old = [pk for pk in finished[max(keep, 0) :] if last_good is None or pk != last_good.pk]
     if old:
+        contents = set(WorkloadResult.objects.filter(scan_id__in=old).values_list("content_id", flat=True))
         Scan.objects.filter(pk__in=old).delete()
         # Contents only the pruned scans referred to (shared ones stay).
-        prune_contents()
+        prune_contents(contents)
     return len(old)
