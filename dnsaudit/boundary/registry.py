@@ -1420,7 +1420,7 @@ class _Call:
         cache_key = f"{self.source.host}/{digest}"
         known = _layer_record(store, cache_key)
         out: list[dict] = []  # the record of this layer as far as it was fed
-        state = {"complete": False, "fetched": False, "verified": False, "overflow": False}
+        state = {"complete": False, "fetched": False, "verified": False, "overflow": False, "bytes": 0}
 
         def entries() -> Iterable[LayerEntry]:
             replayed = 0
@@ -1499,10 +1499,13 @@ class _Call:
                 if i < skip:
                     continue  # replayed from the record already (the blob is content-addressed)
                 rec, entry = layer_facts(e)
-                if len(out) < LAYER_RECORD_MAX_ENTRIES:
-                    out.append(rec)
-                else:
-                    state["overflow"] = True  # too big to keep: fed, not recorded
+                if not state["overflow"]:
+                    state["bytes"] += len(rec["p"]) + len(rec.get("l", "")) + len(rec.get("d", "")) + 32
+                    if len(out) >= LAYER_RECORD_MAX_ENTRIES or state["bytes"] > LAYER_RECORD_MAX_BYTES:
+                        state["overflow"] = True  # too big to keep: fed, not recorded (memory freed)
+                        out.clear()
+                    else:
+                        out.append(rec)
                 yield entry
             state["complete"] = True
             while buf.read(64 * 1024):  # the tar's zero blocks and gzip trailer: for the digest check
@@ -1516,8 +1519,10 @@ class _Call:
 
 #: Version of the layer records :func:`layer_facts` writes; records of another version are ignored.
 LAYER_FACTS_VERSION = 1
-#: Most entries one layer record keeps (a record holds every path of the layer); a bigger layer is not recorded.
+#: Most entries, and bytes (paths and kept contents), one layer record holds while it is made: a layer
+#: past either is fed to the detector as usual but not recorded (a hostile layer cannot grow memory).
 LAYER_RECORD_MAX_ENTRIES = 100_000
+LAYER_RECORD_MAX_BYTES = 16 * 1024 * 1024
 #: ``LibcDetector.wanted`` of an image without a command: the files any image's verdict may read.
 _ANY_IMAGE = LibcDetector(None)
 

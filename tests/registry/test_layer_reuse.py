@@ -235,3 +235,24 @@ def test_a_layer_read_to_its_end_is_recorded_only_when_it_hashes_to_its_digest(t
         assert (f"{reg.host}/{digest}" in layers) is truthful
     finally:
         reg.close()
+
+
+@pytest.mark.parametrize("limit", ["LAYER_RECORD_MAX_ENTRIES", "LAYER_RECORD_MAX_BYTES"])
+def test_a_layer_too_big_to_record_is_read_but_not_recorded(pusher, registry, monkeypatch, limit):
+    """A record holds every path of its layer: past the entry or byte limit (lowered here) the layer is
+    still fed to the detector, but nothing is kept (a hostile layer cannot grow a worker's memory)."""
+    from dnsaudit.boundary import registry as boundary
+
+    monkeypatch.setattr(boundary, limit, 8 if limit.endswith("ENTRIES") else 600)
+    many = ib.Layer()
+    for i in range(20):
+        many.dir(f"/srv/d{i:02d}")
+    image = ib.Image(
+        [BASE, many, ib.Layer().exe("/app/server", ib.elf_stub(MUSL))], entrypoint=["/app/server"]
+    )
+    ref = push(pusher, registry, f"reuse-too-big-{limit[-5:].lower()}", image)
+    layers: dict = {}
+    v = RegistryClient(layer_cache=layers).inspect(ref)
+    assert (v.libc, v.musl_version) == ("musl", "1.2.4")
+    many_key = f"{registry.host}/{ib.sha256(gzip.compress(many.tar(), mtime=0))}"
+    assert many_key not in layers
