@@ -204,6 +204,8 @@ def create(
     else:
         when = core.parse_expires(expires, day)
     with transaction.atomic():
+        # The cluster row's lock orders this with a scan being saved (clusters/scan/stages/save.py).
+        Cluster.objects.select_for_update().filter(pk=cluster.pk).values_list("pk").first()
         e = Exemption.objects.create(
             cluster=cluster,
             namespace=namespace,
@@ -234,6 +236,7 @@ def remove(e: Exemption, *, by: str, day: date | None = None) -> int:
     which get another exemption that applies, or none. Returns how many rows changed. Idempotent."""
     day = day or today()
     with transaction.atomic():
+        Cluster.objects.select_for_update().filter(pk=e.cluster_id).values_list("pk").first()
         if e.removed_at is None:
             e.removed_at = timezone.now()
             e.removed_by = by[:150]

@@ -40,15 +40,17 @@ def save(scan_id: int, result: ScanResult, worker: str | None = None) -> Scan:
     counts = {"affected": 0, "at-risk": 0, "safe": 0, "unknown": 0}
     rows: list[WorkloadResult] = []
     contents: list[tuple[dict, dict, str]] = []
-    # The exemption of each workload goes to its row, never into the (shared) stored report.
-    split_exemption = exemptions.for_scan(scan_id)
+    audited: list[dict] = []  # each report as the audit made it (with its annotation's exemption, if any)
     for audit in result.audits:
         rep = audit.report
         # One declared shape for what pages, exports and the API read (dnsaudit.core.schema): a key
         # nobody declared, or a declared one missing, fails the scan here rather than a page later.
         check_report(rep, saving=True)
         check_detail(audit.detail, saving=True)
-        rep, exemption, exempt_until = split_exemption(rep)
+        audited.append(rep)
+        # The exemption goes to the row (set in the transaction below), never into the shared content.
+        if "exemption" in rep:
+            rep = {k: v for k, v in rep.items() if k != "exemption"}
         counts[rep["risk"]] = counts.get(rep["risk"], 0) + 1
         libc, musl_version = _summary_libc(rep)
         rows.append(
@@ -64,8 +66,6 @@ def save(scan_id: int, result: ScanResult, worker: str | None = None) -> Scan:
                 recommended=rep.get("remediation", {}).get("recommended", ""),
                 dns_policy=rep.get("dns_policy", ""),
                 host_network=bool(rep.get("host_network")),
-                exemption=exemption,
-                exempt_until=exempt_until,
             )
         )
         contents.append(
@@ -92,6 +92,14 @@ def save(scan_id: int, result: ScanResult, worker: str | None = None) -> Scan:
             mine = mine.filter(worker=worker)
         if not mine.update(stage="saving", heartbeat_at=timezone.now()):
             return Scan.objects.get(pk=scan_id)
+        # The exemptions in force now, read under the cluster row's lock: an exemption created or removed
+        # meanwhile (clusters.exemptions takes the same lock) is applied either here or to these rows
+        # once they are the current report, never lost in between.
+        cluster_id = Scan.objects.filter(pk=scan_id).values_list("cluster_id", flat=True).get()
+        Cluster.objects.select_for_update().filter(pk=cluster_id).values_list("pk").first()
+        split_exemption = exemptions.for_scan(scan_id)
+        for row, rep in zip(rows, audited, strict=True):
+            _, row.exemption, row.exempt_until = split_exemption(rep)
         NodePoolResult.objects.filter(scan_id=scan_id).delete()
         WorkloadResult.objects.filter(scan_id=scan_id).delete()
         NodePoolResult.objects.bulk_create(pool_rows)
