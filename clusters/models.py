@@ -578,6 +578,9 @@ class NotificationDelivery(models.Model):
     class Meta:
         ordering = ["-created_at", "-pk"]
         indexes = [models.Index(fields=["cluster", "event", "-created_at"], name="notify_cluster_event")]
+        # One message per scan per event kind, even when two processes finish with the same scan (a worker
+        # and the reaper): the row is claimed before sending.
+        constraints = [models.UniqueConstraint(fields=["scan", "event"], name="one_delivery_per_scan_event")]
 
     def __str__(self) -> str:
         return f"{self.event} {self.status} for {self.cluster_id}"

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
@@ -334,22 +334,31 @@ def _notify_scan(scan_id: int) -> list[NotificationDelivery]:
     events = [e for e in scan_events(scan) if not _already_sent(scan, e.kind)]
     out = []
     for event in events:
+        # Claim the (scan, event) first: a second process finishing the same scan sends nothing. Until the
+        # delivery is done the row says it did not finish (what stays if this process dies meanwhile).
+        try:
+            with transaction.atomic():
+                row = NotificationDelivery.objects.create(
+                    cluster=cluster,
+                    scan=scan,
+                    event=event.kind,
+                    fingerprint=event.fingerprint,
+                    status=NotificationDelivery.FAILED,
+                    targets=len(urls or []),
+                    title=event.title[:250],
+                    error="the delivery did not finish (the process stopped while sending)",
+                )
+        except IntegrityError:
+            continue
         if urls is None:
             result = Delivery(
                 False, "this cluster's notification URLs cannot be decrypted with the configured keys"
             )
         else:
             result = deliver(urls, event.title, event.body)
-        row = NotificationDelivery.objects.create(
-            cluster=cluster,
-            scan=scan,
-            event=event.kind,
-            fingerprint=event.fingerprint,
-            status=NotificationDelivery.SENT if result.ok else NotificationDelivery.FAILED,
-            targets=len(urls or []),
-            title=event.title[:250],
-            error=result.error,
-        )
+        row.status = NotificationDelivery.SENT if result.ok else NotificationDelivery.FAILED
+        row.error = result.error
+        row.save(update_fields=["status", "error"])
         if result.ok:
             log.info(
                 "notification %s of scan %s (%s) sent to %d target(s)",

@@ -158,6 +158,9 @@ class Migration(migrations.Migration):
                 "indexes": [
                     models.Index(fields=["cluster", "event", "-created_at"], name="notify_cluster_event")
                 ],
+                "constraints": [
+                    models.UniqueConstraint(fields=("scan", "event"), name="one_delivery_per_scan_event")
+                ],
             },
         ),
     ]

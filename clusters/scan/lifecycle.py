@@ -49,7 +49,8 @@ def request_scan(
     broker runs it in the foreground instead of a thread that would die with the command).
     """
     # A scan whose worker died (or, without a broker, whose process exited) must not block new scans.
-    reap_dead_scans()
+    # A request (the Rescan button, `manage.py scan`) must not wait for the reaped scans' notifications.
+    reap_dead_scans(notify_in_background=True)
     active = cluster.active_scan()
     if active:
         return active, False
@@ -184,9 +185,10 @@ def _finish_failed(scan_id: int, message: str, worker: str | None = None) -> Sca
     return after_scan(scan) if took else scan
 
 
-def reap_dead_scans(now=None) -> int:
+def reap_dead_scans(now=None, *, notify_in_background: bool = False) -> int:
     """Mark scans failed whose worker stopped reporting (killed, lost), and tell whoever is notified
-    (:func:`clusters.notify.after_scan`). Returns how many."""
+    (:func:`clusters.notify.after_scan`; with ``notify_in_background``, from a thread, so that the caller
+    does not wait for delivery). Returns how many."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.DNSAUDIT_SCAN_STALE_AFTER)
     dead_q = Q(status=Scan.RUNNING, heartbeat_at__lt=stale)
@@ -215,6 +217,29 @@ def reap_dead_scans(now=None) -> int:
     )
     # The conditional updates decide which scans this call failed (a worker that finished meanwhile
     # wins); those are the ones whose failure is news.
-    for scan in Scan.objects.filter(pk__in=candidates, status=Scan.FAILED, finished_at=now):
-        after_scan(scan)
+    reaped = list(
+        Scan.objects.filter(pk__in=candidates, status=Scan.FAILED, finished_at=now).values_list(
+            "pk", flat=True
+        )
+    )
+    if reaped and notify_in_background:
+        transaction.on_commit(
+            lambda: threading.Thread(
+                target=_notify_reaped, args=(reaped,), name="notify-reaped", daemon=True
+            ).start(),
+            robust=True,
+        )
+    elif reaped:
+        for scan in Scan.objects.filter(pk__in=reaped):
+            after_scan(scan)
     return dead + lost
+
+
+def _notify_reaped(scan_ids: list[int]) -> None:
+    from ..notify import notify_scan
+
+    try:
+        for scan_id in scan_ids:
+            notify_scan(scan_id)
+    finally:
+        connections.close_all()  # this thread's own connections

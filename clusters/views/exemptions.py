@@ -201,7 +201,7 @@ def api_cluster_exemptions(request: HttpRequest, name: str) -> HttpResponse:
         if any(data.get(f) is not None and not isinstance(data[f], str) for f in fields):
             return _json_error(400, "every field is a string")
         try:
-            e, applied = _create(request, cluster, data, via="api")
+            e, applied = _create(request, cluster, data)
         except ValueError as exc:
             return _json_error(400, str(exc))
         return JsonResponse(exemptions.as_dict(e, matched=applied), status=201)
@@ -236,6 +236,6 @@ def api_exemption(request: HttpRequest, pk: int) -> HttpResponse:
     if e is None:
         return _json_error(404, "exemption not found")
     if request.method == "DELETE" and e.removed_at is None:
-        _remove(request, e, via="api")
+        _remove(request, e)
         e.refresh_from_db()
     return JsonResponse(exemptions.as_dict(e))

@@ -331,3 +331,48 @@ def test_a_scan_the_reaper_fails_is_told_too(cluster, webhook, settings, django_
     with django_capture_on_commit_callbacks(execute=True):
         assert reap_dead_scans() == 0
     assert len(webhook.posts) == 1
+
+
+def test_two_processes_finishing_the_same_scan_send_one_message(cluster, webhook, settings, monkeypatch):
+    """A worker and the reaper (or two workers) may both finish the same scan and both pass the "already
+    sent?" check before either has written its row: the (scan, event) claim lets only one send."""
+    settings.DNSAUDIT_NOTIFY_URLS = [webhook.url()]
+    scan = finished(cluster, age=1, workloads=[("shop", "cart", "affected")])
+    monkeypatch.setattr(notify, "_already_sent", lambda scan, kind: False)  # both past the check
+    first = notify.notify_scan(scan.pk)
+    second = notify.notify_scan(scan.pk)
+    assert [(r.event, r.status) for r in first] == [("new-findings", "sent")]
+    assert second == []
+    assert len(webhook.posts) == 1
+    assert NotificationDelivery.objects.filter(scan=scan).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rescan_request_does_not_wait_for_the_reaped_scans_notifications(settings, postgres_database):
+    """Requesting a scan reaps dead ones first; their news goes out from a thread, so the request (the
+    Rescan button) answers before a slow target has answered. (PostgreSQL: the test database of SQLite is
+    an in-memory one whose table locks fail a second thread's write at once instead of waiting.)"""
+    import socket
+    import threading
+
+    from clusters.scan import request_scan
+
+    silent = socket.socket()  # accepts connections, never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        settings.DNSAUDIT_NOTIFY_URLS = [f"json://127.0.0.1:{silent.getsockname()[1]}/hook"]
+        settings.DNSAUDIT_NOTIFY_TIMEOUT = 15
+        cluster = factories.make_cluster("slow-target")
+        stuck = factories.make_scan(cluster, Scan.RUNNING, age_minutes=30)
+        Scan.objects.filter(pk=stuck.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+        started = time.monotonic()
+        request_scan(cluster, trigger="manual", dispatch_now=False)
+        assert time.monotonic() - started < 8  # the delivery (15 s to the silent target) was not waited for
+        assert Scan.objects.get(pk=stuck.pk).status == Scan.FAILED
+        for thread in [t for t in threading.enumerate() if t.name == "notify-reaped"]:
+            thread.join(30)
+        row = NotificationDelivery.objects.get(scan_id=stuck.pk)
+        assert row.event == "scan-failed" and row.status == NotificationDelivery.FAILED
+    finally:
+        silent.close()
