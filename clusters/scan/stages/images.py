@@ -426,7 +426,12 @@ def inspect_images(client, inv, problems, progress) -> dict[str, LibcVerdict]:
     A registry that cannot be reached from the worker is found out once per scan (:class:`Reachability`):
     its images are then inferred from their names with the reason in their evidence, and those inferred
     verdicts are cached for ``DNSAUDIT_INFERRED_VERDICT_TTL`` seconds (default one hour), so that the
-    next scans of a closed network do not try again meanwhile."""
+    next scans of a closed network do not try again meanwhile.
+
+    Each distinct image is inspected once across the scans running at the same time (:class:`Claims` in
+    a process, :func:`database_claim` between workers), and a layer already read is not downloaded again
+    unless an image needs more of it than was read: what it told the detector is recorded
+    (:class:`LayerStore`) and replayed for the next image built on it."""
     from dnsaudit.boundary.registry import RegistryClient, RegistryLimits, resolve_image_id
 
     credentials = _workload_credentials(client, inv, problems)
