@@ -85,6 +85,12 @@ def report_scan(r: dict) -> None:
         ("(b) full scan (execute_scan)", fmt_s(s["seconds"]), "", ""),
         ("(b)/(a), the fair ratio", f"{r['ratio']:.2f}", "<= 1.3", verdict(r["ratio"], 1.3)),
         (
+            "    the same in CPU seconds of each process (steadier on a busy machine)",
+            f"{r['ratio_cpu']:.2f}",
+            "",
+            "",
+        ),
+        (
             "    workloads stage / raw listing of the workload resources",
             f"{r['workloads_stage_vs_listing']:.2f}",
             "",
@@ -152,6 +158,14 @@ def report_scan(r: dict) -> None:
         for st in s["stages"]
     ]
     print_table("Scan: time per stage (from the scan's own progress stages)", stage_rows)
+    if r.get("workloads_breakdown"):
+        b = r["workloads_breakdown"]
+        rest = b["seconds"] - b["listing"] - b["checking"] - b["inventory"]
+        print(
+            f"\n## Workloads stage, wall clock (a run of its own): {b['seconds']:.2f} s = listing {b['listing']:.2f} s"
+            f" + checking {b['checked']} pods {b['checking']:.2f} s + inventory {b['inventory']:.2f} s"
+            f" + the rest {rest:.2f} s"
+        )
     if r.get("profile"):
         print("\n## Workloads stage (list_workloads) under cProfile: top functions by own time")
         for p in r["profile"]:
@@ -247,11 +261,21 @@ def report_images(r: dict, c: dict) -> None:
             "",
             "",
         ),
+        (
+            "    the image's own (top) layer / its size, median: read in full whatever is cached",
+            f"{100 * r['median_own_layer_ratio']:.1f} % ("
+            + ", ".join(f"{k} {100 * v:.1f} %" for k, v in r["median_own_layer_ratio_by_family"].items())
+            + ")",
+            "",
+            "",
+        ),
         ("    fetched in all", f"{r['fetched_mb_total']:.0f} MB", "", ""),
         (
-            f"fleet: {r['fleet_clusters']} clusters, 2 image stages at a time, cold",
+            f"fleet: {r['fleet_clusters']} clusters scanning at once over {r['fleet_workers']} worker "
+            f"processes ({r['database']}), cold",
             f"{r['fleet_inspections']} inspections for {r['fleet_distinct_digests']} digests "
-            f"({r['fleet_references']} references) in {fmt_s(r['fleet_seconds'])}",
+            f"({r['fleet_references']} references) in {fmt_s(r['fleet_seconds'])}, "
+            f"{r['fleet_fetched_mb_total']:.0f} MB fetched",
             "",
             "",
         ),
