@@ -120,6 +120,23 @@ def test_fleet_benchmark_scans_every_cluster_through_a_celery_worker(tmp_path):
 @pytest.mark.services
 @pytest.mark.slow
 @pytest.mark.timeout(300)
+def test_storage_benchmark_measures_bytes_per_scan_through_the_real_save(tmp_path):
+    _services()
+    data, printed = run_bench("storage", tmp_path)
+    r = data["storage"]
+    n = r["workloads"]
+    assert r["first_scan_new_contents"] == n  # every workload's content is new in the first scan
+    assert r["unchanged_rescan_new_contents"] == 0
+    assert 0 < r["unchanged_rescan_bytes"] < r["first_scan_bytes"]
+    assert r["unchanged_ratio"] == pytest.approx(r["unchanged_rescan_bytes"] / r["first_scan_bytes"])
+    assert r["unchanged_rescan_bytes"] < r["changed_rescan_bytes"]
+    assert r["pruned_scans"] == 2 and r["contents_after_prune"] == n
+    assert "unchanged rescan ÷ first scan" in printed and "<= 5 %" in printed
+
+
+@pytest.mark.services
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_dashboard_benchmark_measures_pages_queries_and_load(tmp_path):
     _services()
     need_binary("wrk")
