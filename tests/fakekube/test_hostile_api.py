@@ -214,6 +214,11 @@ def test_a_flood_of_empty_objects_is_refused_before_parsing(pods, monkeypatch):
         b'{"items": [1, 2]}',
         b'{"metadata": {"continue": 5}}',
         b"[" * 100_000,
+        # Not JSON, though Python's json module reads them (orjson, which the boundary uses, does not).
+        b'{"items": [{"metadata": {"name": "a"}, "spec": {"x": NaN}}]}',
+        b'{"items": [{"metadata": {"name": "a"}, "spec": {"x": Infinity}}]}',
+        b'{"items": [{"metadata": {"name": "\\ud800"}}]}',
+        b'\xef\xbb\xbf{"items": []}',
     ],
 )
 def test_malformed_pages_are_invalid_responses(pods, monkeypatch, page):
