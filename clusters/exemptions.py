@@ -86,18 +86,44 @@ def for_scan(
             annotation = report.pop("exemption")
         if annotation is None and not found:
             return report, None, None
-        chosen = core.resolve(annotation, found, report, day)
+        chosen = _keeping(core.resolve(annotation, found, report, day), annotation, day)
         return report, chosen, _until(chosen)
 
     return split
 
 
+#: Where a row keeps the workload's annotation exemption while a longer dnsaudit exemption is shown
+#: instead (never shown itself): removing that dnsaudit exemption brings the annotation's back at once.
+SHADOWED = "shadowed_annotation"
+
+
+def _keeping(chosen: dict | None, annotation: dict | None, day: date) -> dict | None:
+    """``chosen`` as a row stores it: with the annotation it outlasted, if that still applies."""
+    if (
+        chosen is None
+        or annotation is None
+        or chosen.get("source") == "annotation"
+        or not core.applies(annotation.get("expires"), day)
+    ):
+        return chosen
+    return {**chosen, SHADOWED: annotation}
+
+
+def _annotation_of(stored: dict | None) -> dict | None:
+    """The annotation exemption a row holds: shown, or kept behind a dnsaudit one."""
+    if not stored:
+        return None
+    return stored if stored.get("source") == "annotation" else stored.get(SHADOWED)
+
+
 def row_exemption(row: WorkloadResult, day: date | None = None) -> dict | None:
-    """The row's exemption while it applies on ``day``, else None."""
+    """The row's exemption while it applies on ``day``, else None (in the report schema's shape)."""
     if not row.exemption:
         return None
     if row.exempt_until is not None and row.exempt_until < (day or today()):
         return None
+    if SHADOWED in row.exemption:
+        return {k: v for k, v in row.exemption.items() if k != SHADOWED}
     return row.exemption
 
 
@@ -166,8 +192,8 @@ def _refresh_rows(cluster: Cluster, rows, day: date) -> int:
     changed = 0
     for row in rows.select_related("content").only("id", "exemption", "exempt_until", "content__report"):
         current = row.exemption
-        annotation = current if current and current.get("source") == "annotation" else None
-        chosen = core.resolve(annotation, found, row.report, day)
+        annotation = _annotation_of(current)
+        chosen = _keeping(core.resolve(annotation, found, row.report, day), annotation, day)
         if chosen != current:
             WorkloadResult.objects.filter(pk=row.pk).update(exemption=chosen, exempt_until=_until(chosen))
             changed += 1

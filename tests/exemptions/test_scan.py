@@ -158,3 +158,20 @@ def test_a_dnsaudit_exemption_applies_to_the_current_report_at_once_and_to_the_n
     later = rows(second)
     assert later["storefront/Deployment/checkout"].exemption is None
     assert later["payments/Deployment/payments-api"].exemption["source"] == "annotation"
+
+
+def test_an_annotation_behind_a_longer_dnsaudit_exemption_comes_back_when_that_one_is_removed(scanned):
+    cluster, scan = scanned(True)
+    call_command("exempt", cluster.name, "--namespace", "payments", "--reason", "payments moves to glibc")
+    e = Exemption.objects.get()
+    api = rows(scan)["payments/Deployment/payments-api"]
+    # No expiry outlasts the annotation's date: the dnsaudit exemption is shown...
+    assert api.exemption["id"] == e.pk
+    shown = next(w for w in scan_report(scan)["workloads"] if w["name"] == "payments-api")
+    assert set(shown["exemption"]) == {"reason", "source", "by", "expires", "id"}  # the schema's shape only
+    assert shown["exemption"]["source"] == "dnsaudit"
+    # ...and when it goes, the workload's own annotation applies again at once, not only from the next scan.
+    call_command("unexempt", str(e.pk))
+    back = exemptions.row_exemption(rows(scan)["payments/Deployment/payments-api"])
+    assert back["source"] == "annotation" and back["reason"] == "payments accepts this until the glibc image"
+    assert back["expires"] == FUTURE
