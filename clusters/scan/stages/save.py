@@ -107,6 +107,9 @@ def save(scan_id: int, result: ScanResult, worker: str | None = None) -> Scan:
         lock_contents_shared()
         for row, content in zip(rows, store_contents(contents), strict=True):
             row.content = content
+        # In the pages' order: the (scan, namespace, kind, name) index then grows at its right edge (full
+        # pages, not half-empty ones split in the middle) and a page of the table reads neighbouring rows.
+        rows.sort(key=lambda r: (r.namespace, r.kind, r.name))
         WorkloadResult.objects.bulk_create(rows, batch_size=500)
         Scan.objects.filter(pk=scan_id).update(
             status=status,
