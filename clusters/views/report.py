@@ -330,14 +330,18 @@ def action_plan(cluster: Cluster, scan: Scan) -> dict:
     Reads the affected / at-risk / unknown rows once (their risk, pool, recommended fix and alternatives,
     not the large ``report``/``detail``); a finished scan never changes, so the result is cached per scan.
     """
-    key = f"dnsaudit:plan:{scan.pk}"
+    # Exempted workloads are accepted as they are: left out of the plan, and counted (the stamp changes
+    # when an exemption is created, removed or expires).
+    key = f"dnsaudit:plan:{scan.pk}:{exemptions.cache_stamp(cluster.pk)}"
     cacheable = not scan.is_active
     if cacheable:
         cached = cache.get(key)
         if cached is not None:
             return cached
+    flagged = WorkloadResult.objects.filter(scan=scan, risk__in=("affected", "at-risk", "unknown"))
+    exempted = flagged.filter(exemptions.active_q(), risk__in=("affected", "at-risk")).count()
     rows = (
-        WorkloadResult.objects.filter(scan=scan, risk__in=("affected", "at-risk", "unknown"))
+        flagged.exclude(exemptions.active_q())
         .order_by()
         .values_list(
             "pk",
@@ -378,6 +382,7 @@ def action_plan(cluster: Cluster, scan: Scan) -> dict:
         else:
             step["href"] = workload_href(step["refs"][0]) + "#fix-h"
     plan["unfixable"] = [{"key": w["key"], "href": workload_href(w["ref"])} for w in plan["unfixable"]]
+    plan["exempted"] = exempted
     if cacheable:
         cache.set(key, plan, 3600)
     return plan

@@ -334,3 +334,23 @@ def test_a_failed_inline_rescan_refreshes_the_row_with_the_failure(client_as, db
     body = fleet_fragment(viewer, failed).content.decode()
     status = re.search(r'<div id="status-prod"[^>]*hx-swap-oob="true".*?\n</div>', body, re.S).group(0)
     assert "API server unreachable" in status and "counts are from the previous report" in status
+
+
+def test_exempted_workloads_are_left_out_of_the_plan_and_counted(client_as, demo_scan):
+    """An exemption says "we accept this one": the plan stops counting it at once, says how many were
+    left out, and counts it again when the exemption is removed."""
+    from clusters import exemptions
+
+    targets = demo_scan.workloads.filter(risk__in=("affected", "at-risk")).count()
+    payments = demo_scan.workloads.filter(namespace="payments", risk__in=("affected", "at-risk")).count()
+    assert 0 < payments < targets
+    cluster = demo_scan.cluster
+    e, applied = exemptions.create(cluster, reason="payments accepts this", by="otto", namespace="payments")
+    assert applied >= payments
+    words = text(section(client_as("viewer").get(report_url(demo_scan)).content.decode(), "plan"))
+    assert f"every affected and at-risk workload ({targets - payments})" in words
+    assert f"{payments} exempted affected or at-risk workload" in words and "left out of this plan" in words
+    assert "payments/" not in words  # none of them listed under a step
+    exemptions.remove(e, by="otto")
+    words = text(section(client_as("viewer").get(report_url(demo_scan)).content.decode(), "plan"))
+    assert f"every affected and at-risk workload ({targets})" in words and "left out" not in words
