@@ -295,14 +295,17 @@ def _on_login_failed(sender, credentials=None, request=None, **kwargs) -> None:
     # django-axes refuses a locked-out attempt by raising in its backend, which Django turns into this
     # signal too: such an attempt is recorded here, with the reason.
     locked = bool(getattr(request, "axes_locked_out", False))
+    # A single sign-on callback the OIDC backend refused (dnsaudit/oidc.py logs why): no password involved.
+    sso = request is not None and getattr(request, "path", "").startswith("/oidc/")
+    reason = "locked out" if locked else "single sign-on refused" if sso else "bad credentials"
     event = _write(
         "auth.login_failed",
         request=request,
         actor=_attempted_username(credentials, request),
-        via="web" if request is not None else "system",
+        via="sso" if sso else "web" if request is not None else "system",
         target="",
         success=False,
-        detail={"reason": "locked out" if locked else "bad credentials"},
+        detail={"reason": reason},
     )
     if request is not None and event is not None:
         request._dnsaudit_failed_login = event

@@ -171,3 +171,20 @@ def test_a_login_through_the_oidc_backend_is_via_sso(users, backend, via):
     assert request.session[BACKEND_SESSION_KEY] == backend
     (event,) = events("auth.login")
     assert (event.actor, event.via, event.address) == ("viewer", via, "10.9.9.9")
+
+
+def test_a_refused_single_sign_on_callback_is_a_failed_login_via_sso(db):
+    """The OIDC callback authenticates with a nonce, not a password: when every backend refuses it,
+    Django's failed-login signal fires on the callback's request, recorded as via sso."""
+    from django.contrib.auth.signals import user_login_failed
+
+    request = RequestFactory().get("/oidc/callback/?code=x&state=y", REMOTE_ADDR="192.0.2.9")
+    user_login_failed.send(sender=__name__, credentials={"nonce": "********"}, request=request)
+    password = RequestFactory().post("/login/", REMOTE_ADDR="192.0.2.9")
+    user_login_failed.send(sender=__name__, credentials={"username": "mallory"}, request=password)
+    rows = {e.via: e for e in events()}
+    assert rows["sso"].action == "auth.login_failed" and rows["sso"].detail == {
+        "reason": "single sign-on refused"
+    }
+    assert rows["web"].actor == "mallory" and rows["web"].detail == {"reason": "bad credentials"}
+    assert rows["sso"].address == "192.0.2.9" and not rows["sso"].success
