@@ -139,7 +139,10 @@ def _counts_line(facts: ScanFacts) -> str:
 
 
 def _shorten(text: str, limit: int) -> str:
-    text = " ".join(str(text or "").split())
+    """One line of at most ``limit`` characters; control and format characters (text from a cluster's
+    answers can carry them into a problem's error) become spaces."""
+    text = "".join(ch if ch.isprintable() else " " for ch in str(text or ""))
+    text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

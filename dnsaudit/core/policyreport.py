@@ -225,24 +225,27 @@ def workload_result(w: Mapping[str, Any], ts: dict[str, int], scan_id: object = 
     if api_version:
         resource["apiVersion"] = api_version
     resource.update({"kind": w["kind"], "namespace": w["namespace"], "name": w["name"]})
-    out: dict[str, Any] = {
-        "source": SOURCE,
-        "policy": POLICY,
-        "rule": RULE_WORKLOAD,
-        "category": CATEGORY,
-        "result": result,
-    }
+    return _result(RULE_WORKLOAD, result, severity, message, ts, _props(properties), resources=[resource])
+
+
+def _result(
+    rule: str,
+    result: str,
+    severity: str | None,
+    message: str,
+    ts: Mapping[str, int],
+    properties: dict[str, str],
+    resources: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """One PolicyReport result, its keys in the CRD's order (``severity`` only when there is one)."""
+    out: dict[str, Any] = {"source": SOURCE, "policy": POLICY, "rule": rule, "category": CATEGORY}
+    out["result"] = result
     if severity:
         out["severity"] = severity
-    out.update(
-        {
-            "timestamp": dict(ts),
-            "scored": True,
-            "message": bounded(message),
-            "resources": [resource],
-            "properties": _props(properties),
-        }
-    )
+    out.update({"timestamp": dict(ts), "scored": True, "message": bounded(message)})
+    if resources is not None:
+        out["resources"] = resources
+    out["properties"] = properties
     return out
 
 
@@ -322,36 +325,18 @@ def pool_result(pool: Mapping[str, Any], gaps: list[Mapping[str, Any]], ts: dict
             else f"The nodes of {who} add no search domain to pods."
         )
     nodes = pool.get("nodes")
-    out: dict[str, Any] = {
-        "source": SOURCE,
-        "policy": POLICY,
-        "rule": RULE_POOL,
-        "category": CATEGORY,
-        "result": result,
+    properties = {
+        "node_pool": name,
+        "node_file_source": source,
+        "nodes": str(len(nodes) if isinstance(nodes, list) else nodes)
+        if isinstance(nodes, int | list)
+        else None,
+        "kubelet_version": pool.get("kubelet_version"),
+        "architecture": pool.get("architecture"),
+        "search_domains": _joined(node_domains),
+        "breaking_domains": _joined([*stopping, *(["."] if keeps_dot else [])]),
     }
-    if severity:
-        out["severity"] = severity
-    out.update(
-        {
-            "timestamp": dict(ts),
-            "scored": True,
-            "message": bounded(message),
-            "properties": _props(
-                {
-                    "node_pool": name,
-                    "node_file_source": source,
-                    "nodes": str(len(nodes) if isinstance(nodes, list) else nodes)
-                    if isinstance(nodes, int | list)
-                    else None,
-                    "kubelet_version": pool.get("kubelet_version"),
-                    "architecture": pool.get("architecture"),
-                    "search_domains": _joined(node_domains),
-                    "breaking_domains": _joined([*stopping, *(["."] if keeps_dot else [])]),
-                }
-            ),
-        }
-    )
-    return out
+    return _result(RULE_POOL, result, severity, message, ts, _props(properties))
 
 
 # --- the reports -----------------------------------------------------------------------------------------
@@ -443,22 +428,11 @@ def policy_reports(report: Mapping[str, Any], *, generated_at: str) -> list[dict
         )
     ]
     if invalid:
-        cluster_results.append(
-            {
-                "source": SOURCE,
-                "policy": POLICY,
-                "rule": RULE_NAMES,
-                "category": CATEGORY,
-                "result": "error",
-                "timestamp": dict(ts),
-                "scored": True,
-                "message": (
-                    f"{invalid} workload{'s' if invalid != 1 else ''} with a namespace, kind or name that is not "
-                    "a valid Kubernetes name could not be written as a reference: see the dnsaudit report."
-                ),
-                "properties": {"workloads": str(invalid)},
-            }
+        message = (
+            f"{invalid} workload{'s' if invalid != 1 else ''} with a namespace, kind or name that is not "
+            "a valid Kubernetes name could not be written as a reference: see the dnsaudit report."
         )
+        cluster_results.append(_result(RULE_NAMES, "error", None, message, ts, {"workloads": str(invalid)}))
     docs += _documents("ClusterPolicyReport", CLUSTER_REPORT_NAME, None, cluster_results, annotations)
     return docs
 

@@ -62,3 +62,15 @@ def test_redaction_removes_every_piece_of_the_url():
     text = "failed to post to https://hooks.example/abc and to SeCrEt host"
     out = core.redact(text, {"SeCrEt"})
     assert "SeCrEt" not in out and "hooks.example" not in out and "[redacted URL]" in out
+
+
+def test_text_from_a_cluster_reaches_a_message_as_one_printable_bounded_line():
+    hostile = "forbidden\x1b[31m\u202e\nfake line\r\n- default/Pod/x (affected)" + "x" * 500
+    problems = [{"fact": "the kubelet config of pool general", "error": hostile}]
+    event = core.partial_event(FACTS, problems, None)
+    listed = [line for line in event.body.splitlines() if line.startswith("- ")]
+    assert len(listed) == 1  # the newline inside the error did not forge a second workload line
+    assert all(ch.isprintable() for ch in event.body.replace("\n", ""))
+    assert len(listed[0]) < 400
+    failed = core.failed_event(FACTS, hostile)
+    assert "\x1b" not in failed.body and "\u202e" not in failed.body and "fake line" in failed.body
