@@ -1,17 +1,21 @@
 """One measured operation in a fresh process; prints one JSON line (the parent reads the last one).
 
-    python bench/scan_child.py list KUBECONFIG [--resources pods,nodes,...] [--as-scan]
+    python bench/scan_child.py list KUBECONFIG [--resources pods,nodes,...] [--as-scan] [--check-pods]
     python bench/scan_child.py scan SCAN_ID [--profile PATH] [--breakdown]
 
 ``list``: the raw paginated listing with the scanner's own client (``KubeClient.iter_list``), timed.
 ``--as-scan`` lists as the scan does: the client built as the scan builds it (``kube_limits()``), the
 default page size, and the cyclic collector paused (``gc_paused``) for the workload resources exactly as
 ``list_workloads`` pauses it: the fair baseline (a) of the benchmark.
+``--check-pods`` also passes every listed pod through the scan's own per-pod checks
+(``inventory.Intake.pod``), as the workloads stage does: listing plus the work a scan cannot skip per pod,
+the floor of (b) for a scan done in one process.
 ``BENCH_EXPERIMENT`` runs either under a proposed change (see ``_maybe_freeze``).
 ``scan``: ``clusters.scan.execute_scan`` (claim, read, audit, save), timed, with the time and RSS at
 each stage change (the scan's own progress stages) and the process's peak RSS (VmHWM). Registry calls
 are intercepted by ``bench/guard.py`` and counted as cache misses. ``--profile`` writes cProfile stats
-of the workloads stage (``list_workloads``: listing, checking pods, inventory) only. ``--breakdown``
+of the workloads stage (``list_workloads``: listing, checking pods, inventory) only (of the whole scan
+with ``BENCH_PROFILE_WHOLE=1``). ``--breakdown``
 adds that stage's wall clock split into listing (``KubeClient.iter_list``: requests, reading, JSON
 decoding), checking pods as they stream in (``Intake.pod``) and building the inventory
 (``build_inventory``); it costs a clock read per object, so it is measured in a run of its own.
@@ -34,7 +38,7 @@ def _rss_mb(field: str) -> float:
     return int(m.group(1)) / 1024 if m else float("nan")
 
 
-def do_list(kubeconfig: str, resources: list[str], as_scan: bool = False) -> dict:
+def do_list(kubeconfig: str, resources: list[str], as_scan: bool = False, check_pods: bool = False) -> dict:
     import contextlib
 
     from dnsaudit.boundary.kube import KubeClient
@@ -61,6 +65,11 @@ def do_list(kubeconfig: str, resources: list[str], as_scan: bool = False) -> dic
         def make_client():
             return KubeClient.from_context(ctx, timeout=60)
 
+    intake = None
+    if check_pods:
+        from dnsaudit.core.inventory import Intake
+
+        intake = Intake()
     _maybe_freeze("list")
     baseline = _rss_mb("VmRSS")
     counts: dict[str, int] = {}
@@ -73,8 +82,14 @@ def do_list(kubeconfig: str, resources: list[str], as_scan: bool = False) -> dic
             t = time.perf_counter()
             pause = gc_paused() if resource in paused_for else contextlib.nullcontext()
             with pause:
-                for _ in client.iter_list(resource):
-                    n += 1
+                if intake is not None and resource == "pods":
+                    check = intake.pod
+                    for obj in client.iter_list(resource):
+                        check(obj)
+                        n += 1
+                else:
+                    for _ in client.iter_list(resource):
+                        n += 1
             counts[resource] = n
             per[resource] = time.perf_counter() - t
     seconds = time.perf_counter() - t0
@@ -267,6 +282,8 @@ def do_scan(scan_id: int, profile: str | None, breakdown: bool = False) -> dict:
         from clusters.scan import pipeline
 
         profiler = cProfile.Profile()
+        if os.environ.get("BENCH_PROFILE_WHOLE") == "1":
+            profiler.enable()
         listing = pipeline.list_workloads
 
         def profiled_list_workloads(*a, **kw):
@@ -276,7 +293,8 @@ def do_scan(scan_id: int, profile: str | None, breakdown: bool = False) -> dict:
             finally:
                 profiler.disable()
 
-        pipeline.list_workloads = profiled_list_workloads
+        if os.environ.get("BENCH_PROFILE_WHOLE") != "1":
+            pipeline.list_workloads = profiled_list_workloads
     parts = install_breakdown() if breakdown else None
     cpu0 = _cpu()
     t0 = time.perf_counter()
@@ -318,6 +336,7 @@ def main() -> int:
     lp.add_argument("kubeconfig")
     lp.add_argument("--resources", default="pods")
     lp.add_argument("--as-scan", action="store_true")
+    lp.add_argument("--check-pods", action="store_true")
     sp = sub.add_parser("scan")
     sp.add_argument("scan_id", type=int)
     sp.add_argument("--profile")
@@ -325,7 +344,7 @@ def main() -> int:
     args = ap.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dnsaudit.settings")
     if args.mode == "list":
-        out = do_list(args.kubeconfig, args.resources.split(","), args.as_scan)
+        out = do_list(args.kubeconfig, args.resources.split(","), args.as_scan, args.check_pods)
     else:
         out = do_scan(args.scan_id, args.profile, args.breakdown)
     print(json.dumps(out), flush=True)
