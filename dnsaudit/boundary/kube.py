@@ -598,6 +598,7 @@ class KubeClient:
         websocket-client verifies the server against ``ssl_ca_cert`` (a *file*) or certifi's bundle; it
         ignores ``ca_cert_data``. So the kubeconfig's CA goes to a private temporary file here.
         """
+        _install_bounded_websocket()
         if self._exec_api is None:
             cfg = self._cfg
             if self.context.ca_data and not self.context.insecure_skip_tls_verify and not cfg.ssl_ca_cert:
@@ -636,6 +637,10 @@ class KubeClient:
             kw["container"] = container
         with self._exec_lock:
             core = self._exec_core()
+            # One deadline for the connection, the upgrade and the command: the client library gives the
+            # WebSocket handshake no timeout, so ``_BoundedWebSocket`` enforces it (see there).
+            deadline = time.monotonic() + timeout
+            _EXEC_BOUND.deadline, _EXEC_BOUND.expired = deadline, False
             try:
                 ws = stream(
                     core.connect_get_namespaced_pod_exec,
@@ -646,8 +651,18 @@ class KubeClient:
                     **kw,
                 )
             except ApiException as exc:
+                if _EXEC_BOUND.expired:
+                    raise KubeError(
+                        f"The API server at {self.context.server} did not complete the exec upgrade for "
+                        f"{namespace}/{pod} within {timeout:g} s.",
+                        transient=True,
+                        reason="Timeout",
+                        resource=resource,
+                        namespace=namespace,
+                    ) from exc
                 raise _map_handshake(exc, self.context.server, resource, namespace) from exc
-            deadline = time.monotonic() + timeout
+            finally:
+                _EXEC_BOUND.deadline = None
             try:
                 with contextlib.suppress(OSError, AttributeError):
                     ws.sock.sock.settimeout(timeout)  # a frame that starts must finish in time
@@ -919,6 +934,70 @@ def _text(data: bytes | str | None) -> str:
     if data is None:
         return ""
     return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+
+
+#: The deadline of the exec read running in this thread (None outside one), and whether it passed
+#: during the WebSocket connection and upgrade.
+_EXEC_BOUND = threading.local()
+
+
+def _install_bounded_websocket() -> None:
+    """Make the client library's exec WebSocket honour the calling thread's exec deadline.
+
+    ``kubernetes.stream`` builds its ``websocket.WebSocket`` and connects it with no timeout, so a server
+    that accepts the connection and never answers the upgrade (or trickles it a byte at a time) would hold
+    a scan forever. The subclass installed here (once, in the library's module) gives the connection and
+    every read of the upgrade the time left, and a timer shuts the socket when the deadline passes, so a
+    trickle cannot outlast it either. Outside an exec read (``_EXEC_BOUND.deadline`` unset) it is the plain
+    class.
+    """
+    import socket
+
+    from kubernetes.stream import ws_client
+    from websocket import WebSocket, WebSocketTimeoutException
+
+    if getattr(ws_client.WebSocket, "_dnsaudit_bounded", False):
+        return
+
+    class _BoundedWebSocket(WebSocket):
+        _dnsaudit_bounded = True
+
+        def connect(self, url, **options):  # noqa: ANN001, ANN201 - the library's signature
+            deadline = getattr(_EXEC_BOUND, "deadline", None)
+            if deadline is None:
+                return super().connect(url, **options)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                _EXEC_BOUND.expired = True
+                raise WebSocketTimeoutException("the exec deadline passed before connecting")
+            options["timeout"] = left
+
+            def expire() -> None:
+                self._dnsaudit_expired = True
+                sock = self.sock
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+
+            timer = threading.Timer(left, expire)
+            timer.daemon = True
+            timer.start()
+            try:
+                super().connect(url, **options)
+            except Exception:
+                if getattr(self, "_dnsaudit_expired", False) or time.monotonic() >= deadline:
+                    _EXEC_BOUND.expired = True
+                raise
+            finally:
+                timer.cancel()
+            if getattr(self, "_dnsaudit_expired", False) or time.monotonic() >= deadline:
+                _EXEC_BOUND.expired = True
+                with contextlib.suppress(Exception):
+                    self.shutdown()
+                raise WebSocketTimeoutException("the exec upgrade ended after the deadline")
+            return None
+
+    ws_client.WebSocket = _BoundedWebSocket
 
 
 def _map_handshake(exc: ApiException, server: str, resource: str, namespace: str | None) -> KubeError:

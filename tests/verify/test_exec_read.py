@@ -179,3 +179,88 @@ def test_output_past_the_limit_stops_the_session(app_cluster, kc):
     # Under the limit, the same output is returned whole.
     res = kc().exec_read("app", "web", "web", ["cat", "/etc/resolv.conf"], max_bytes=4 << 20)
     assert len(res.stdout) == len("search x\n") * 300_000
+
+
+class _StallingServer:
+    """A TLS server that accepts the exec upgrade request and then answers nothing (``trickle=False``)
+    or one byte of a never-ending response line every 0.1 s (``trickle=True``)."""
+
+    def __init__(self, trickle: bool) -> None:
+        import socket
+        import ssl
+        import threading
+
+        import trustme
+
+        self.ca = trustme.CA()
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ca.issue_cert("127.0.0.1").configure_cert(ctx)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.ctx, self.trickle, self.stop = ctx, trickle, threading.Event()
+        self.sent = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import contextlib
+
+        self.listener.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                raw, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            with contextlib.suppress(OSError), self.ctx.wrap_socket(raw, server_side=True) as conn:
+                conn.settimeout(5)
+                conn.recv(65536)  # the upgrade request
+                line = b"HTTP/1.1 101 Switching Protocols" + b"x" * 10_000
+                for byte in line if self.trickle else b"":
+                    if self.stop.wait(0.1):
+                        break
+                    conn.sendall(bytes([byte]))
+                    self.sent += 1
+                self.stop.wait(10)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.listener.close()
+
+
+@pytest.mark.parametrize("trickle", [False, True], ids=["silent", "trickling"])
+def test_an_upgrade_that_never_completes_times_out(app_cluster, trickle):
+    # The client library connects the exec WebSocket with no timeout: a server that accepts and then says
+    # nothing, or says one byte at a time (each read in time, the whole never), must still end by the
+    # exec read's own deadline.
+    server = _StallingServer(trickle)
+    try:
+        ctx = dataclasses.replace(
+            context_for(app_cluster, "admin", auth="token"),
+            server=f"https://127.0.0.1:{server.port}",
+            ca_data=server.ca.cert_pem.bytes(),
+        )
+        with KubeClient.from_context(ctx, timeout=2) as c:
+            t0 = time.monotonic()
+            with pytest.raises(KubeError) as ei:
+                c.exec_read("app", "web", "web", ["true"], timeout=1.0)
+            took = time.monotonic() - t0
+        assert (ei.value.reason, ei.value.transient) == ("Timeout", True), ei.value.message
+        assert "did not complete the exec upgrade" in ei.value.message
+        assert took < 3.0
+        if trickle:
+            assert server.sent >= 3  # bytes kept arriving, each well within a per-read timeout
+    finally:
+        server.close()
+
+
+def test_the_bounded_websocket_is_the_plain_class_outside_an_exec_read():
+    from kubernetes.stream import ws_client
+
+    from dnsaudit.boundary import kube
+
+    kube._install_bounded_websocket()
+    kube._install_bounded_websocket()  # installing twice keeps one subclass
+    cls = ws_client.WebSocket
+    assert cls._dnsaudit_bounded and cls.__mro__[1].__name__ == "WebSocket"
+    assert getattr(kube._EXEC_BOUND, "deadline", None) is None
