@@ -89,6 +89,19 @@ def test_the_form_refuses_bad_input(client_as, cluster, scanned, data, said):
     assert not Exemption.objects.exists()
 
 
+def test_every_risk_count_shows_its_exempted_apart_safe_included(client_as, cluster, scanned):
+    operator = client_as("operator")
+    report_url = reverse("clusters:report", args=[cluster.name])
+    for ns in ("ns-0", "ns-1", "ns-2"):
+        create(operator, cluster, namespace=ns, reason=f"{ns} known")
+    page = operator.get(report_url).content.decode()
+    for risk in ("affected", "at-risk", "safe", "unknown"):
+        n = scanned.workloads.filter(risk=risk).count()
+        link = f'href="?risk={risk}&amp;exempted=yes#workloads-h">· {n} exempted</a>'
+        assert (link in page) == (n > 0), (risk, n)
+    assert scanned.workloads.filter(risk="safe").exists()
+
+
 def test_report_counts_show_exempted_apart_and_rows_carry_a_badge(client_as, cluster, scanned):
     operator = client_as("operator")
     report_url = reverse("clusters:report", args=[cluster.name])

@@ -105,6 +105,13 @@ def test_login_and_health_need_no_login(client, db):
     assert client.get(reverse("health")).status_code == 200
 
 
+def test_pages_link_an_icon_and_favicon_ico_leads_to_it(client, db):
+    body = client.get(reverse("login")).content.decode()
+    assert 'rel="icon"' in body and "img/favicon.svg" in body
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301 and response["Location"].endswith("img/favicon.svg")
+
+
 def test_viewer_sees_no_rescan_or_manage_buttons(client_as, world):
     body = client_as(VIEWER).get(reverse("clusters:report", args=[world["name"]])).content.decode()
     assert "Rescan" not in body

@@ -38,8 +38,7 @@ def watched(csp_page):  # noqa: F811
     errors: list[str] = []
 
     def on_console(msg) -> None:
-        # Chromium asks for /favicon.ico by itself (the pages link no icon) and logs its 404; not a page's.
-        if msg.type == "error" and not msg.location.get("url", "").endswith("/favicon.ico"):
+        if msg.type == "error":
             errors.append(f"{msg.text} ({msg.location.get('url')})")
 
     csp_page.on("console", on_console)
