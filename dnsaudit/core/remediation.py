@@ -281,7 +281,11 @@ def dns_config_remedy(d: Diagnosis, simulate: Simulate) -> Remedy:
     """``dnsPolicy: None`` + full dnsConfig, rendered for the top owner and checked."""
     w = d.workload
     cfg = fixed_dns_config(d)
-    removed = ", ".join(f"'{o}'" for o in d.offending) or "nothing"
+    removed = ", ".join(f"'{o}'" for o in d.offending)
+    if not removed and d.pod.dns_type != "none" and not d.pool.node_searches_known:
+        # The node's file was not read: whatever search domains it adds are what this fix leaves out.
+        removed = f"whatever the node's resolv.conf of pool {d.pool.name} adds, which was not read"
+    removed = removed or "nothing"
     why = (
         f"Set dnsPolicy None with a complete dnsConfig so the kubelet writes only these lines (removed: {removed}). "
         "dnsPolicy ClusterFirst with a dnsConfig can only append search domains (the kubelet merges and "

@@ -272,3 +272,17 @@ def test_loopback_node_nameserver_keeps_the_kubelet_fix_from_being_recommended()
     kubelet_fix = next(r for r in a.remedies if r.kind == "kubelet")
     assert any("loopback" in p for p in kubelet_fix.problems)
     assert a.report["remediation"]["recommended"] == "dnsConfig"
+
+
+def test_the_dnsconfig_fix_for_an_unread_node_file_says_what_it_leaves_out():
+    # The node's file was neither read nor entered: the musl workload is at risk, and the dnsConfig fix
+    # leaves out whatever that file adds, not "nothing".
+    a = audit_workload(workload("alpine:3.16"), seed_ctx(answer=None, pool=pool(node_file=None)))
+    assert a.report["risk"] == "at-risk"
+    fix = next(r for r in a.detail["remediations"] if r["kind"] == "dnsConfig")
+    assert "removed: whatever the node's resolv.conf of pool default adds, which was not read" in fix["why"]
+    assert "removed: nothing" not in fix["why"]
+    # A known file with an offending domain names it.
+    b = audit_workload(workload("alpine:3.16"), seed_ctx())
+    fix = next(r for r in b.detail["remediations"] if r["kind"] == "dnsConfig")
+    assert "removed: 'openstacklocal'" in fix["why"]
