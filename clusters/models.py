@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 
+import orjson
 from django.conf import settings
 from django.db import connection, models, transaction
 from django.db.models import Q
@@ -276,6 +277,22 @@ class BulkJSONField(models.JSONField):
     def get_placeholder(self, value, compiler, connection) -> str:
         return "%s"
 
+    def get_db_prep_value(self, value, connection, prepared=False):  # noqa: ANN001, ANN201 - Django's
+        """On PostgreSQL a document is written by orjson (Django's ``json.dumps`` took a third of saving a
+        5,000-workload scan); what orjson refuses goes through ``json.dumps`` as before."""
+        if connection.vendor == "postgresql" and not prepared and type(value) in (dict, list):
+            from psycopg.types.json import Jsonb
+
+            return Jsonb(value, dumps=_json_text)
+        return super().get_db_prep_value(value, connection, prepared)
+
+
+def _json_text(value: object) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson.JSONEncodeError: a lone surrogate, an integer past 64 bits
+        return json.dumps(value)
+
 
 class WorkloadContent(models.Model):
     """What a scan found about one workload (its ``report`` and ``detail``), stored once by content.
@@ -296,18 +313,31 @@ class WorkloadContent(models.Model):
 
 
 def content_digest(report: dict, detail: dict, search_text: str) -> str:
-    """SHA-256 of the canonical JSON (sorted keys, no whitespace) of one workload's stored content."""
-    blob = json.dumps(
-        [report, detail, search_text], sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
-    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
+    """SHA-256 of the canonical JSON (sorted keys, no whitespace, UTF-8) of one workload's stored content.
+
+    orjson writes it (a tenth of ``json.dumps``' time; for the strings, integers and booleans of a report
+    the same bytes); what orjson refuses (a lone surrogate, an integer past 64 bits) goes through
+    ``json.dumps`` with the same settings.
+    """
+    value = [report, detail, search_text]
+    try:
+        blob = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # orjson.JSONEncodeError
+        blob = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+            "utf-8", "surrogatepass"
+        )
+    return hashlib.sha256(blob).hexdigest()
 
 
-def store_contents(items: list[tuple[dict, dict, str]]) -> list[WorkloadContent]:
+def store_contents(
+    items: list[tuple[dict, dict, str]], check_new: Callable[[int], None] | None = None
+) -> list[WorkloadContent]:
     """The :class:`WorkloadContent` of each ``(report, detail, search_text)``, creating only the missing ones.
 
     Existing rows are found by digest (one query per 1,000 digests); new ones are bulk-inserted with
     ``ignore_conflicts`` (two scans saving the same new content at once both succeed) and read back.
+    ``check_new(i)`` is called for each item whose content is not stored yet, before anything is
+    inserted (the save stage checks the schema there: a stored content was checked when it was stored).
     """
     digests = [content_digest(r, d, t) for r, d, t in items]
     found: dict[str, WorkloadContent] = {}
@@ -316,16 +346,48 @@ def store_contents(items: list[tuple[dict, dict, str]]) -> list[WorkloadContent]
         for c in WorkloadContent.objects.filter(digest__in=wanted[i : i + 1000]).only("id", "digest"):
             found[c.digest] = c
     missing = {}
-    for digest, (report, detail, text) in zip(digests, items, strict=True):
+    for index, (digest, (report, detail, text)) in enumerate(zip(digests, items, strict=True)):
         if digest not in found and digest not in missing:
+            if check_new is not None:
+                check_new(index)
             missing[digest] = WorkloadContent(digest=digest, report=report, detail=detail, search_text=text)
     if missing:
-        WorkloadContent.objects.bulk_create(missing.values(), batch_size=500, ignore_conflicts=True)
+        if connection.vendor == "postgresql":
+            _insert_contents_pg(missing.values())
+        else:
+            WorkloadContent.objects.bulk_create(missing.values(), batch_size=500, ignore_conflicts=True)
         keys = list(missing)
         for i in range(0, len(keys), 1000):
             for c in WorkloadContent.objects.filter(digest__in=keys[i : i + 1000]).only("id", "digest"):
                 found[c.digest] = c
     return [found[d] for d in digests]
+
+
+def _insert_contents_pg(contents: Iterable[WorkloadContent]) -> None:
+    """Insert contents (``ON CONFLICT (digest) DO NOTHING``) with server-side parameters, in one pipeline.
+
+    Django's ``bulk_create`` on psycopg 3 binds client-side: every document is quoted into the text of a
+    500-row ``INSERT`` that the server parses again, which made saving the new contents of a
+    5,000-workload scan take ~3 s; sent as parameters the documents cost a third of that. Runs on
+    Django's connection, inside the caller's transaction.
+    """
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    table = connection.ops.quote_name(WorkloadContent._meta.db_table)
+    sql = (
+        f"INSERT INTO {table} (digest, report, detail, search_text) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (digest) DO NOTHING"
+    )
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cur:
+        cur.executemany(
+            sql,
+            [
+                (c.digest, Jsonb(c.report, dumps=_json_text), Jsonb(c.detail, dumps=_json_text), c.search_text)
+                for c in contents
+            ],
+        )
 
 
 #: PostgreSQL advisory lock between saving scans (shared) and deleting unreferenced contents (exclusive):

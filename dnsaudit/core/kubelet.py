@@ -23,6 +23,7 @@ Not modelled: kubelets older than ~1.17 (search entries kept verbatim, no traili
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -173,6 +174,7 @@ def _append_options(existing: list[str], new: list[str]) -> list[str]:
     return list(merged.values())
 
 
+@functools.lru_cache(maxsize=64)  # a pool's file, again for each of its workloads (the result is frozen)
 def parse_node_resolv_conf(text: str, kubelet_version: str | None = None) -> ResolvConf:
     """Parse a node resolv.conf exactly as the kubelet's ``parseResolvConf`` does.
 
@@ -270,6 +272,7 @@ def merge_dns_options(
     return [f"{name}:{value}" if value != "" else name for name, value in merged.items()]
 
 
+@functools.lru_cache(maxsize=4096)  # every pod of every workload asks again for the same few servers
 def _canonical_ip(ip: str) -> str:
     """``net.IP.String()`` of a clusterDNS entry (the kubelet stores parsed IPs): IPv6 compressed."""
     try:

@@ -25,6 +25,7 @@ import re
 import shlex
 from typing import Any
 
+import orjson
 import yaml
 
 from dnsaudit.core.inventory import POD_SPEC_PATH
@@ -75,8 +76,8 @@ def dump_yaml(obj: Any) -> str:
     Memoised on the object's JSON form: an audit renders the same policy/file for many workloads.
     """
     try:
-        key = json.dumps(obj, sort_keys=False)
-    except (TypeError, ValueError):
+        key = orjson.dumps(obj)  # insertion order kept, as the YAML keeps it
+    except TypeError:  # orjson.JSONEncodeError: not plain JSON data
         return _dump(obj)
     return _dump_cached(key)
 
@@ -86,8 +87,8 @@ def _dump(obj: Any) -> str:
 
 
 @functools.lru_cache(maxsize=2048)
-def _dump_cached(key: str) -> str:
-    return _dump(json.loads(key))
+def _dump_cached(key: bytes) -> str:
+    return _dump(orjson.loads(key))
 
 
 def dump_yaml_all(objs: list[Any]) -> str:

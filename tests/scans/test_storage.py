@@ -9,6 +9,9 @@ import threading
 
 import pytest
 from django.db import connection, connections, transaction
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from django.urls import reverse
 
 from clusters.models import Scan, WorkloadContent, WorkloadResult, lock_contents_shared, prune_contents
@@ -194,3 +197,69 @@ def test_identical_content_is_stored_once_on_any_database():
     assert prune_contents() == 0  # still referenced by s2
     s2.delete()
     assert prune_contents() == 2
+
+
+def test_the_save_stage_checks_the_schema_of_every_new_content_and_only_of_new_ones(
+    postgres_database, fakekube_fleet, upstream_dns, settings, monkeypatch
+):
+    """A report with a key nobody declared fails the scan with nothing of it stored; a content already
+    stored (the same bytes, checked when it was stored) is not checked again."""
+    from clusters.scan.stages import save as save_stage
+    from dnsaudit.core import audit as core_audit
+
+    settings.DNSAUDIT_INFERRED_VERDICT_TTL = 0
+    fake, spec = fakekube_fleet["managed-clean"]
+    cluster = register(fake, spec, upstream_dns(spec))
+    first = run_scan(cluster)
+    assert first.status in (Scan.SUCCEEDED, Scan.PARTIAL)
+    known = content_ids()
+
+    checked: list[str] = []
+    real_check = save_stage.check_report
+
+    def counting_check(report, *, saving=False):
+        checked.append(report["name"])
+        return real_check(report, saving=saving)
+
+    monkeypatch.setattr(save_stage, "check_report", counting_check)
+    second = run_scan(cluster)
+    assert second.status == first.status and content_ids() == known
+    assert checked == []  # every content was stored by the first scan
+
+    real_audit = core_audit.audit_workloads
+
+    def undeclared_key(ws, ctx):
+        out = real_audit(ws, ctx)
+        out[0].report["surprise"] = 1
+        return out
+
+    monkeypatch.setattr(core_audit, "audit_workloads", undeclared_key)
+    third = run_scan(cluster)
+    assert third.status == Scan.FAILED
+    assert "surprise" in third.error
+    assert len(checked) == 1 and content_ids() == known
+    assert not third.workloads.exists()
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63 - 1) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(report=st.dictionaries(st.text(), _json_values, max_size=5), text=st.text())
+def test_the_content_digest_is_that_of_the_canonical_json_the_migration_wrote(report, text):
+    """orjson writes the digested JSON now; for a report's kinds of values (strings, integers, booleans,
+    null) its bytes are those of ``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)``,
+    which migration 0009 used: contents stored before are still found, not stored again."""
+    import hashlib
+    import json
+
+    from clusters.models import content_digest
+
+    value = [report, {"k": report}, text]
+    blob = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    want = hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
+    assert content_digest(report, {"k": report}, text) == want

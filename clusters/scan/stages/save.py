@@ -43,10 +43,6 @@ def save(scan_id: int, result: ScanResult, worker: str | None = None) -> Scan:
     audited: list[dict] = []  # each report as the audit made it (with its annotation's exemption, if any)
     for audit in result.audits:
         rep = audit.report
-        # One declared shape for what pages, exports and the API read (dnsaudit.core.schema): a key
-        # nobody declared, or a declared one missing, fails the scan here rather than a page later.
-        check_report(rep, saving=True)
-        check_detail(audit.detail, saving=True)
         audited.append(rep)
         # The exemption goes to the row (set in the transaction below), never into the shared content.
         if "exemption" in rep:
@@ -82,6 +78,13 @@ def save(scan_id: int, result: ScanResult, worker: str | None = None) -> Scan:
                 )[:1024].lower(),
             )
         )
+    def check_new(index: int) -> None:
+        # One declared shape for what pages, exports and the API read (dnsaudit.core.schema): a key
+        # nobody declared, or a declared one missing, fails the scan here rather than a page later.
+        # Only new contents: one already stored (the same bytes) was checked when it was stored.
+        check_report(audited[index], saving=True)
+        check_detail(result.audits[index].detail, saving=True)
+
     pool_rows = [_pool_row(scan_id, pool, result.probes) for pool in result.pools]
     status = Scan.PARTIAL if result.problems else Scan.SUCCEEDED
     with transaction.atomic():
@@ -105,7 +108,7 @@ def save(scan_id: int, result: ScanResult, worker: str | None = None) -> Scan:
         NodePoolResult.objects.bulk_create(pool_rows)
         # A workload found as in an earlier scan refers to the stored content instead of repeating it.
         lock_contents_shared()
-        for row, content in zip(rows, store_contents(contents), strict=True):
+        for row, content in zip(rows, store_contents(contents, check_new), strict=True):
             row.content = content
         # In the pages' order: the (scan, namespace, kind, name) index then grows at its right edge (full
         # pages, not half-empty ones split in the middle) and a page of the table reads neighbouring rows.
