@@ -52,6 +52,10 @@ VERDICT_KEYS = ("status", "pods_seen", "workloads", "affected", "at_risk", "safe
 
 SCAN_FULL = {"pods": 50_000, "namespaces": 200, "images": 300, "nodes": 200, "workloads": 400}
 SCAN_QUICK = {"pods": 1_500, "namespaces": 20, "images": 40, "nodes": 20, "workloads": 60}
+#: The same pods in ten times fewer pods per workload (10, as in most clusters): what a scan costs per
+#: workload (audit, patches, saving) shows here, where 125 pods per workload hide it.
+SHAPE_FULL = {**SCAN_FULL, "workloads": 5_000}
+SHAPE_QUICK = {**SCAN_QUICK, "workloads": 300}
 FLEET_FULL = {"clusters": 20, "pods": 5_000, "namespaces": 60, "images": 150, "nodes": 50, "workloads": 300}
 FLEET_QUICK = {"clusters": 4, "pods": 300, "namespaces": 8, "images": 20, "nodes": 8, "workloads": 30}
 
@@ -163,10 +167,13 @@ def run_scan(quick: bool, tmp: Path, profile: bool = True) -> dict:
     from clusters.scan import WORKLOAD_RESOURCES, request_scan
 
     size = SCAN_QUICK if quick else SCAN_FULL
+    shape = SHAPE_QUICK if quick else SHAPE_FULL
     name = f"scale-{size['pods'] // 1000}k" if size["pods"] >= 1000 else "scale-small"
     miss_log = tmp / "scan-misses.log"
     env = offline_env({"BENCH_MISS_LOG": str(miss_log)})
-    server: KubeServer = start_kube_server(tmp / "scan-kube", [{**size, "name": name}], env)
+    server: KubeServer = start_kube_server(
+        tmp / "scan-kube", [{**size, "name": name}, {**shape, "name": f"{name}-wide"}], env
+    )
     dns = _dns()
     try:
         entry = server.fleet["clusters"][0]
@@ -230,6 +237,20 @@ def run_scan(quick: bool, tmp: Path, profile: bool = True) -> dict:
             / sum(raw_all["seconds_per_resource"][r] for r in WORKLOAD_RESOURCES),
             "peak_rss_mb": scan_out["peak_rss_mb"],
             "targets": {"ratio": 1.3, "peak_rss_mb": 400},
+        }
+        # The same measurement on the cluster of 10 pods per workload: (a), (b) and the ratio.
+        wide_entry = server.fleet["clusters"][1]
+        wide_cluster, wide_seeded = register_cluster(wide_entry, dns.port)
+        wide_args = [*all_args[:2], wide_entry["kubeconfig"], *all_args[3:]]
+        wide_raw = _with_server_cpu(server, wide_args, env)
+        wide_row, _ = request_scan(wide_cluster, trigger="cli", dispatch_now=False)
+        wide_scan = _with_server_cpu(server, [str(BENCH / "scan_child.py"), "scan", str(wide_row.pk)], env)
+        result["wide"] = {
+            "cluster": {**shape, **wide_seeded},
+            "raw_list_everything": wide_raw,
+            "scan": wide_scan,
+            "ratio": wide_scan["seconds"] / wide_raw["seconds"],
+            "ratio_cpu": wide_scan["cpu_seconds"] / wide_raw["cpu_seconds"],
         }
         if profile:
             # The workloads stage's wall clock split (listing, checking pods, inventory), in a run of its own.
