@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -252,6 +253,17 @@ _PATH = re.compile(
 )
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that stops reading a blob early (the inspector's early stop, its per-image deadline)
+        # resets the connection: routine, not worth a traceback on the console of `make run`.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class DemoRegistry:
     """The stand-ins over the distribution API (read-only) on ``host``, port ``port`` (0: any free one).
 
@@ -277,8 +289,7 @@ class DemoRegistry:
             f"{PREFIX}/{i.registry}/{i.repository}:{i.tag}": i for i in self.images
         }
         self.requests: list[tuple[str, str]] = []  # (method, path), for tests and the curious
-        self._httpd = ThreadingHTTPServer((host, port), _handler(self))
-        self._httpd.daemon_threads = True
+        self._httpd = _Server((host, port), _handler(self))
         self._thread: threading.Thread | None = None
 
     # -- lifecycle --

@@ -172,3 +172,22 @@ def test_demo_command_puts_its_mirrors_first_and_keeps_the_users_own():
     got = _with_demo_mirrors("docker.io=127.0.0.1:2/x", f"{old_demo},docker.io=harbor.corp/hub")
     assert got == "docker.io=127.0.0.1:2/x,docker.io=harbor.corp/hub"
     assert _with_demo_mirrors("docker.io=127.0.0.1:2/x", None) == "docker.io=127.0.0.1:2/x"
+
+
+def test_a_client_that_resets_its_connection_prints_no_traceback(capsys):
+    """`make run` serves the demo registry in the dashboard's process: a client that drops a connection
+    (the inspector's early stop, its per-image deadline) is routine, not a traceback on the console."""
+    import socket
+    import struct
+    import time
+
+    with dr.DemoRegistry() as reg:
+        host, port = reg.host.split(":")
+        for _ in range(3):
+            s = socket.create_connection((host, int(port)), timeout=5)
+            s.sendall(b"GET /v2/ HTTP/1.1\r\nHo")  # a request cut short, then a reset (RST, not FIN)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+        time.sleep(0.3)
+        assert requests.get(f"{reg.url}/v2/", timeout=5).status_code == 200  # still serving
+    assert "Traceback" not in capsys.readouterr().err
