@@ -640,7 +640,7 @@ class KubeClient:
             # One deadline for the connection, the upgrade and the command: the client library gives the
             # WebSocket handshake no timeout, so ``_BoundedWebSocket`` enforces it (see there).
             deadline = time.monotonic() + timeout
-            _EXEC_BOUND.deadline, _EXEC_BOUND.expired = deadline, False
+            bound = _EXEC_BOUND.current = _ExecBound(deadline)
             try:
                 ws = stream(
                     core.connect_get_namespaced_pod_exec,
@@ -651,7 +651,8 @@ class KubeClient:
                     **kw,
                 )
             except ApiException as exc:
-                if _EXEC_BOUND.expired:
+                bound.cancel()
+                if bound.expired:
                     raise KubeError(
                         f"The API server at {self.context.server} did not complete the exec upgrade for "
                         f"{namespace}/{pod} within {timeout:g} s.",
@@ -662,33 +663,32 @@ class KubeClient:
                     ) from exc
                 raise _map_handshake(exc, self.context.server, resource, namespace) from exc
             finally:
-                _EXEC_BOUND.deadline = None
+                _EXEC_BOUND.current = None
+            timed_out = KubeError(
+                f"The command in {namespace}/{pod} did not finish within {timeout:g} s.",
+                transient=True,
+                reason="Timeout",
+                resource=resource,
+                namespace=namespace,
+            )
             try:
                 with contextlib.suppress(OSError, AttributeError):
                     ws.sock.sock.settimeout(timeout)  # a frame that starts must finish in time
                 while ws.is_open():
                     left = deadline - time.monotonic()
                     if left <= 0:
-                        raise KubeError(
-                            f"The command in {namespace}/{pod} did not finish within {timeout:g} s.",
-                            transient=True,
-                            reason="Timeout",
-                            resource=resource,
-                            namespace=namespace,
-                        )
+                        raise timed_out
                     try:
                         ws.update(timeout=left)
                     except WebSocketConnectionClosedException:
+                        if bound.expired:  # the deadline's timer shut the socket mid-frame
+                            raise timed_out from None
                         break  # dropped without a close frame: judge by what arrived
                     except (WebSocketTimeoutException, TimeoutError) as exc:
-                        raise KubeError(
-                            f"The command in {namespace}/{pod} did not finish within {timeout:g} s.",
-                            transient=True,
-                            reason="Timeout",
-                            resource=resource,
-                            namespace=namespace,
-                        ) from exc
+                        raise timed_out from exc
                     except (OSError, ssl.SSLError) as exc:
+                        if bound.expired:
+                            raise timed_out from exc
                         raise KubeError(
                             f"The exec connection to {namespace}/{pod} failed: {_short(str(exc))}",
                             transient=True,
@@ -706,11 +706,14 @@ class KubeClient:
                             resource=resource,
                             namespace=namespace,
                         )
+                if bound.expired:  # closed by the deadline's timer: what arrived may be cut short
+                    raise timed_out
                 out = _text(ws.read_channel(1))
                 err = _text(ws.read_channel(2))
                 status_raw = _text(ws.read_channel(3))
                 protocol = ws.subprotocol
             finally:
+                bound.cancel()
                 with contextlib.suppress(Exception):
                     ws.close(timeout=0)
         return _exec_result(out, err, status_raw, protocol, namespace, pod, resource)
@@ -936,8 +939,57 @@ def _text(data: bytes | str | None) -> str:
     return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
 
 
-#: The deadline of the exec read running in this thread (None outside one), and whether it passed
-#: during the WebSocket connection and upgrade.
+class _ExecBound:
+    """The deadline of one exec read: from the TCP connection through the TLS handshake, the WebSocket
+    upgrade and the command's last frame. When it passes, a timer shuts the connection down at the
+    descriptor (below TLS, so the same also while the TLS handshake runs), so whatever is blocked on it (a
+    handshake or an upgrade trickled a byte at a time, a frame that never ends) returns at once, and
+    ``expired`` says why. ``cancel`` before the socket is closed: the timer never touches a descriptor
+    after that (it could be another connection's by then)."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.expired = False
+        self._lock = threading.Lock()
+        self._done = False
+        self._timer: threading.Timer | None = None
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def watch(self, fd: int) -> None:
+        import socket
+
+        def expire() -> None:
+            with self._lock:
+                if self._done:
+                    return
+                self.expired = True
+                view = socket.socket(fileno=fd)  # a second object on the same descriptor, detached below
+                try:
+                    view.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                finally:
+                    view.detach()
+
+        self._timer = threading.Timer(max(self.left(), 0.0), expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def passed(self) -> bool:
+        if self.left() <= 0:
+            self.expired = True
+        return self.expired
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+#: ``current``: the :class:`_ExecBound` of the exec read being connected in this thread (None otherwise).
 _EXEC_BOUND = threading.local()
 
 
@@ -946,15 +998,18 @@ def _install_bounded_websocket() -> None:
 
     ``kubernetes.stream`` builds its ``websocket.WebSocket`` and connects it with no timeout, so a server
     that accepts the connection and never answers the upgrade (or trickles it a byte at a time) would hold
-    a scan forever. The subclass installed here (once, in the library's module) gives the connection and
-    every read of the upgrade the time left, and a timer shuts the socket when the deadline passes, so a
-    trickle cannot outlast it either. Outside an exec read (``_EXEC_BOUND.deadline`` unset) it is the plain
-    class.
+    a scan forever. The subclass installed here (once, in the library's module) opens the TCP connection
+    itself, with the time left, and hands it to the library (``socket=``) after wrapping it in TLS with the
+    library's own options: the deadline's timer watches that socket from the first byte on (see
+    :class:`_ExecBound`). The client never uses a proxy (``cfg.proxy = None``). Outside an exec read
+    (``_EXEC_BOUND.current`` unset) it is the plain class.
     """
     import socket
 
     from kubernetes.stream import ws_client
     from websocket import WebSocket, WebSocketTimeoutException
+    from websocket._http import _ssl_socket
+    from websocket._url import parse_url
 
     if getattr(ws_client.WebSocket, "_dnsaudit_bounded", False):
         return
@@ -962,39 +1017,31 @@ def _install_bounded_websocket() -> None:
     class _BoundedWebSocket(WebSocket):
         _dnsaudit_bounded = True
 
-        def connect(self, url, **options):  # noqa: ANN001, ANN201 - the library's signature
-            deadline = getattr(_EXEC_BOUND, "deadline", None)
-            if deadline is None:
+        def connect(self, url, **options):
+            bound: _ExecBound | None = getattr(_EXEC_BOUND, "current", None)
+            if bound is None or "socket" in options:
                 return super().connect(url, **options)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                _EXEC_BOUND.expired = True
+            if bound.passed():
                 raise WebSocketTimeoutException("the exec deadline passed before connecting")
-            options["timeout"] = left
-
-            def expire() -> None:
-                self._dnsaudit_expired = True
-                sock = self.sock
-                if sock is not None:
-                    with contextlib.suppress(OSError):
-                        sock.shutdown(socket.SHUT_RDWR)
-
-            timer = threading.Timer(left, expire)
-            timer.daemon = True
-            timer.start()
+            hostname, port, _resource, is_secure = parse_url(url)
+            raw = socket.create_connection((hostname, port), timeout=bound.left())
             try:
+                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                bound.watch(raw.fileno())  # TLS below keeps the descriptor: the timer reaches it throughout
+                options["socket"] = _ssl_socket(raw, self.sock_opt.sslopt, hostname) if is_secure else raw
+                options["timeout"] = max(bound.left(), 0.001)
                 super().connect(url, **options)
+                if bound.passed():
+                    raise WebSocketTimeoutException("the exec upgrade ended after the deadline")
             except Exception:
-                if getattr(self, "_dnsaudit_expired", False) or time.monotonic() >= deadline:
-                    _EXEC_BOUND.expired = True
+                bound.passed()
+                bound.cancel()  # before the descriptor is closed (the library closes what it was given)
+                with contextlib.suppress(OSError):
+                    raw.close()  # when TLS did not take it over yet
+                if self.sock is not None:
+                    with contextlib.suppress(Exception):
+                        self.shutdown()
                 raise
-            finally:
-                timer.cancel()
-            if getattr(self, "_dnsaudit_expired", False) or time.monotonic() >= deadline:
-                _EXEC_BOUND.expired = True
-                with contextlib.suppress(Exception):
-                    self.shutdown()
-                raise WebSocketTimeoutException("the exec upgrade ended after the deadline")
             return None
 
     ws_client.WebSocket = _BoundedWebSocket

@@ -185,7 +185,7 @@ class _StallingServer:
     """A TLS server that accepts the exec upgrade request and then answers nothing (``trickle=False``)
     or one byte of a never-ending response line every 0.1 s (``trickle=True``)."""
 
-    def __init__(self, trickle: bool) -> None:
+    def __init__(self, trickle: bool, tls_delay: float = 0.0) -> None:
         import socket
         import ssl
         import threading
@@ -198,6 +198,7 @@ class _StallingServer:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.ctx, self.trickle, self.stop = ctx, trickle, threading.Event()
+        self.tls_delay = tls_delay
         self.sent = 0
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -211,6 +212,9 @@ class _StallingServer:
                 raw, _ = self.listener.accept()
             except TimeoutError:
                 continue
+            if self.stop.wait(self.tls_delay):  # TCP accepted, TLS answered only this much later
+                raw.close()
+                break
             with contextlib.suppress(OSError), self.ctx.wrap_socket(raw, server_side=True) as conn:
                 conn.settimeout(5)
                 conn.recv(65536)  # the upgrade request
@@ -228,12 +232,16 @@ class _StallingServer:
         self.listener.close()
 
 
-@pytest.mark.parametrize("trickle", [False, True], ids=["silent", "trickling"])
-def test_an_upgrade_that_never_completes_times_out(app_cluster, trickle):
+@pytest.mark.parametrize(
+    ("trickle", "tls_delay"),
+    [(False, 0.0), (True, 0.0), (True, 0.8)],
+    ids=["silent", "trickling", "slow-tls-then-trickling"],
+)
+def test_an_upgrade_that_never_completes_times_out(app_cluster, trickle, tls_delay):
     # The client library connects the exec WebSocket with no timeout: a server that accepts and then says
     # nothing, or says one byte at a time (each read in time, the whole never), must still end by the
-    # exec read's own deadline.
-    server = _StallingServer(trickle)
+    # exec read's own deadline, also when the TLS handshake alone took most of it.
+    server = _StallingServer(trickle, tls_delay)
     try:
         ctx = dataclasses.replace(
             context_for(app_cluster, "admin", auth="token"),
@@ -247,9 +255,9 @@ def test_an_upgrade_that_never_completes_times_out(app_cluster, trickle):
             took = time.monotonic() - t0
         assert (ei.value.reason, ei.value.transient) == ("Timeout", True), ei.value.message
         assert "did not complete the exec upgrade" in ei.value.message
-        assert took < 3.0
-        if trickle:
-            assert server.sent >= 3  # bytes kept arriving, each well within a per-read timeout
+        assert took < 2.0
+        if trickle:  # bytes kept arriving, each well within a per-read timeout
+            assert server.sent >= (1 if tls_delay else 3)
     finally:
         server.close()
 
@@ -263,4 +271,26 @@ def test_the_bounded_websocket_is_the_plain_class_outside_an_exec_read():
     kube._install_bounded_websocket()  # installing twice keeps one subclass
     cls = ws_client.WebSocket
     assert cls._dnsaudit_bounded and cls.__mro__[1].__name__ == "WebSocket"
-    assert getattr(kube._EXEC_BOUND, "deadline", None) is None
+    assert getattr(kube._EXEC_BOUND, "current", None) is None
+
+
+def test_the_deadline_shuts_a_blocked_socket_and_a_cancelled_one_is_left_alone():
+    import socket
+
+    from dnsaudit.boundary import kube
+
+    a, b = socket.socketpair()
+    with a, b:
+        bound = kube._ExecBound(time.monotonic() + 0.3)
+        bound.watch(a.fileno())
+        t0 = time.monotonic()
+        assert a.recv(10) == b""  # blocked until the timer shut the descriptor down
+        assert bound.expired and 0.2 < time.monotonic() - t0 < 2.5
+    c, d = socket.socketpair()
+    with c, d:
+        bound = kube._ExecBound(time.monotonic() + 0.2)
+        bound.watch(c.fileno())
+        bound.cancel()
+        time.sleep(0.4)
+        d.sendall(b"x")
+        assert c.recv(1) == b"x" and not bound.expired
