@@ -277,7 +277,7 @@ class BulkJSONField(models.JSONField):
     def get_placeholder(self, value, compiler, connection) -> str:
         return "%s"
 
-    def get_db_prep_value(self, value, connection, prepared=False):  # noqa: ANN001, ANN201 - Django's
+    def get_db_prep_value(self, value, connection, prepared=False):
         """On PostgreSQL a document is written by orjson (Django's ``json.dumps`` took a third of saving a
         5,000-workload scan); what orjson refuses goes through ``json.dumps`` as before."""
         if connection.vendor == "postgresql" and not prepared and type(value) in (dict, list):
@@ -288,6 +288,7 @@ class BulkJSONField(models.JSONField):
 
 
 def _json_text(value: object) -> str:
+    """A document as JSON text for PostgreSQL (NaN and infinities, which JSON has not, become null)."""
     try:
         return orjson.dumps(value).decode()
     except TypeError:  # orjson.JSONEncodeError: a lone surrogate, an integer past 64 bits
@@ -315,8 +316,11 @@ class WorkloadContent(models.Model):
 def content_digest(report: dict, detail: dict, search_text: str) -> str:
     """SHA-256 of the canonical JSON (sorted keys, no whitespace, UTF-8) of one workload's stored content.
 
-    orjson writes it (a tenth of ``json.dumps``' time; for the strings, integers and booleans of a report
-    the same bytes); what orjson refuses (a lone surrogate, an integer past 64 bits) goes through
+    orjson writes it (a tenth of ``json.dumps``' time). For strings, integers, booleans and null the bytes
+    are those ``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` wrote before
+    (property-tested), so contents stored earlier are found again; a float may be spelt differently
+    (``1e-7`` for ``1e-07``: such a content is stored once more), and NaN or an infinity, which JSON has
+    not, becomes null. What orjson refuses (a lone surrogate, an integer past 64 bits) goes through
     ``json.dumps`` with the same settings.
     """
     value = [report, detail, search_text]
@@ -374,9 +378,9 @@ def _insert_contents_pg(contents: Iterable[WorkloadContent]) -> None:
     import psycopg
     from psycopg.types.json import Jsonb
 
-    table = connection.ops.quote_name(WorkloadContent._meta.db_table)
+    table = connection.ops.quote_name(WorkloadContent._meta.db_table)  # the model's own table name
     sql = (
-        f"INSERT INTO {table} (digest, report, detail, search_text) VALUES (%s, %s, %s, %s) "
+        f"INSERT INTO {table} (digest, report, detail, search_text) VALUES (%s, %s, %s, %s) "  # noqa: S608
         "ON CONFLICT (digest) DO NOTHING"
     )
     connection.ensure_connection()
@@ -384,7 +388,12 @@ def _insert_contents_pg(contents: Iterable[WorkloadContent]) -> None:
         cur.executemany(
             sql,
             [
-                (c.digest, Jsonb(c.report, dumps=_json_text), Jsonb(c.detail, dumps=_json_text), c.search_text)
+                (
+                    c.digest,
+                    Jsonb(c.report, dumps=_json_text),
+                    Jsonb(c.detail, dumps=_json_text),
+                    c.search_text,
+                )
                 for c in contents
             ],
         )

@@ -465,6 +465,7 @@ def _checker(td: type, root: str, saving_required: frozenset[str] = frozenset())
     return check
 
 
+_check_exemption = _checker(ReportExemption, "report.exemption")
 _check_report = _checker(WorkloadReport, "report")
 _check_report_saving = _checker(WorkloadReport, "report", REPORT_SAVING_REQUIRED)
 _check_detail = _checker(WorkloadDetail, "detail")
@@ -478,6 +479,11 @@ def check_report(d: Any, *, saving: bool = False) -> None:
     :data:`REPORT_SAVING_REQUIRED`, which only rows stored before they existed may lack.
     """
     (_check_report_saving if saving else _check_report)(d)
+
+
+def check_exemption(d: Any) -> None:
+    """Raise :class:`SchemaError` unless ``d`` is a :class:`ReportExemption` (a report's ``exemption``)."""
+    _check_exemption(d)
 
 
 def check_detail(d: Any, *, saving: bool = False) -> None:

@@ -9,10 +9,10 @@ import threading
 
 import pytest
 from django.db import connection, connections, transaction
+from django.urls import reverse
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from django.urls import reverse
 
 from clusters.models import Scan, WorkloadContent, WorkloadResult, lock_contents_shared, prune_contents
 from clusters.reports import scan_report, scan_report_csv, workloads_diff
@@ -239,6 +239,18 @@ def test_the_save_stage_checks_the_schema_of_every_new_content_and_only_of_new_o
     assert "surprise" in third.error
     assert len(checked) == 1 and content_ids() == known
     assert not third.workloads.exists()
+
+    # The exemption is kept out of the content (its digest), so it is checked for every row: a bad one on
+    # a workload whose content is already stored fails the scan too.
+    def bad_exemption(ws, ctx):
+        out = real_audit(ws, ctx)
+        out[0].report["exemption"] = {"reason": "x", "surprise": 1}
+        return out
+
+    monkeypatch.setattr(core_audit, "audit_workloads", bad_exemption)
+    fourth = run_scan(cluster)
+    assert fourth.status == Scan.FAILED and "report.exemption" in fourth.error
+    assert not fourth.workloads.exists() and content_ids() == known
 
 
 _json_values = st.recursive(

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from dnsaudit.core.model import NodePool, ProbeResult
-from dnsaudit.core.schema import check_detail, check_report
+from dnsaudit.core.schema import check_detail, check_exemption, check_report
 
 from ... import exemptions
 from ...models import (
@@ -44,8 +44,10 @@ def save(scan_id: int, result: ScanResult, worker: str | None = None) -> Scan:
     for audit in result.audits:
         rep = audit.report
         audited.append(rep)
-        # The exemption goes to the row (set in the transaction below), never into the shared content.
+        # The exemption goes to the row (set in the transaction below), never into the shared content;
+        # so it is checked here, for every row (the content's check below runs for new contents only).
         if "exemption" in rep:
+            check_exemption(rep["exemption"])
             rep = {k: v for k, v in rep.items() if k != "exemption"}
         counts[rep["risk"]] = counts.get(rep["risk"], 0) + 1
         libc, musl_version = _summary_libc(rep)
@@ -78,6 +80,7 @@ def save(scan_id: int, result: ScanResult, worker: str | None = None) -> Scan:
                 )[:1024].lower(),
             )
         )
+
     def check_new(index: int) -> None:
         # One declared shape for what pages, exports and the API read (dnsaudit.core.schema): a key
         # nobody declared, or a declared one missing, fails the scan here rather than a page later.
