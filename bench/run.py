@@ -172,12 +172,19 @@ def report_scan(r: dict) -> None:
             (
                 "    (b) full scan, by stage",
                 f"{fmt_s(ws['seconds'])} ("
-                + ", ".join(f"{st['stage']} {st['seconds']:.2f}" for st in ws["stages"] if st["seconds"] >= 0.05)
+                + ", ".join(
+                    f"{st['stage']} {st['seconds']:.2f}" for st in ws["stages"] if st["seconds"] >= 0.05
+                )
                 + ")",
                 "",
                 "",
             ),
-            ("    (b)/(a)", f"{w['ratio']:.2f} (CPU seconds: {w['ratio_cpu']:.2f})", "<= 1.3", verdict(w["ratio"], 1.3)),
+            (
+                "    (b)/(a)",
+                f"{w['ratio']:.2f} (CPU seconds: {w['ratio_cpu']:.2f})",
+                "<= 1.3",
+                verdict(w["ratio"], 1.3),
+            ),
             ("    (c) peak RSS", fmt_mb(ws["peak_rss_mb"]), "<= 400 MB", verdict(ws["peak_rss_mb"], 400)),
         ]
     print_table("Scan: one large cluster", rows)

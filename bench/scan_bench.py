@@ -52,8 +52,8 @@ VERDICT_KEYS = ("status", "pods_seen", "workloads", "affected", "at_risk", "safe
 
 SCAN_FULL = {"pods": 50_000, "namespaces": 200, "images": 300, "nodes": 200, "workloads": 400}
 SCAN_QUICK = {"pods": 1_500, "namespaces": 20, "images": 40, "nodes": 20, "workloads": 60}
-#: The same pods in ten times fewer pods per workload (10, as in most clusters): what a scan costs per
-#: workload (audit, patches, saving) shows here, where 125 pods per workload hide it.
+#: The same pods in 12.5 times as many workloads (10 pods each, as in most clusters; 5 in the quick run):
+#: what a scan costs per workload (audit, patches, saving) shows here, where 125 pods per workload hide it.
 SHAPE_FULL = {**SCAN_FULL, "workloads": 5_000}
 SHAPE_QUICK = {**SCAN_QUICK, "workloads": 300}
 FLEET_FULL = {"clusters": 20, "pods": 5_000, "namespaces": 60, "images": 150, "nodes": 50, "workloads": 300}

@@ -2,9 +2,9 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
+from django.http import HttpResponsePermanentRedirect
 from django.templatetags.static import static
 from django.urls import include, path
-from django.http import HttpResponsePermanentRedirect
 
 from . import health
 
@@ -13,6 +13,7 @@ from . import health
 def favicon(request):
     """Clients that ask for /favicon.ico by themselves (the pages link the SVG icon) get it, not a 404."""
     return HttpResponsePermanentRedirect(static("img/favicon.svg"))
+
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),

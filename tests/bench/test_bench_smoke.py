@@ -81,7 +81,9 @@ def test_scan_benchmark_lists_scans_and_reports_ratio_and_peak_rss(tmp_path):
     assert "(b)/(a)" in printed and "peak RSS" in printed
     # The floor: the same listing with every pod checked as the scan checks it.
     assert r["listing_and_checks"]["counts"]["pods"] == pods
-    assert r["ratio_floor"] == pytest.approx(r["listing_and_checks"]["seconds"] / r["raw_list_everything"]["seconds"])
+    assert r["ratio_floor"] == pytest.approx(
+        r["listing_and_checks"]["seconds"] / r["raw_list_everything"]["seconds"]
+    )
     # The same pods in many more workloads: scanned whole, every workload audited.
     wide = r["wide"]
     assert wide["scan"]["status"] == "succeeded" and wide["scan"]["pods_seen"] == wide["cluster"]["pods"]
