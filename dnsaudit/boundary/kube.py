@@ -641,6 +641,7 @@ class KubeClient:
             # WebSocket handshake no timeout, so ``_BoundedWebSocket`` enforces it (see there).
             deadline = time.monotonic() + timeout
             bound = _EXEC_BOUND.current = _ExecBound(deadline)
+            ws = None
             try:
                 ws = stream(
                     core.connect_get_namespaced_pod_exec,
@@ -664,6 +665,8 @@ class KubeClient:
                 raise _map_handshake(exc, self.context.server, resource, namespace) from exc
             finally:
                 _EXEC_BOUND.current = None
+                if ws is None:
+                    bound.cancel()
             timed_out = KubeError(
                 f"The command in {namespace}/{pod} did not finish within {timeout:g} s.",
                 transient=True,
@@ -716,6 +719,8 @@ class KubeClient:
                 bound.cancel()
                 with contextlib.suppress(Exception):
                     ws.close(timeout=0)
+                with contextlib.suppress(Exception):
+                    ws.sock.shutdown()  # close() returns early once the server has closed: close the socket
         return _exec_result(out, err, status_raw, protocol, namespace, pod, resource)
 
     def server_version(self) -> dict:
@@ -941,17 +946,18 @@ def _text(data: bytes | str | None) -> str:
 
 class _ExecBound:
     """The deadline of one exec read: from the TCP connection through the TLS handshake, the WebSocket
-    upgrade and the command's last frame. When it passes, a timer shuts the connection down at the
-    descriptor (below TLS, so the same also while the TLS handshake runs), so whatever is blocked on it (a
-    handshake or an upgrade trickled a byte at a time, a frame that never ends) returns at once, and
-    ``expired`` says why. ``cancel`` before the socket is closed: the timer never touches a descriptor
-    after that (it could be another connection's by then)."""
+    upgrade and the command's last frame. When it passes, a timer shuts the connection down (below TLS, so
+    the same also while the TLS handshake runs), so whatever is blocked on it (a handshake or an upgrade
+    trickled a byte at a time, a frame that never ends) returns at once, and ``expired`` says why. The
+    timer holds its own duplicate of the descriptor (a shutdown reaches the connection through any of
+    them), so it never touches a descriptor number the connection has given back; ``cancel`` (always
+    called) stops it and closes the duplicate."""
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.expired = False
         self._lock = threading.Lock()
-        self._done = False
+        self._fd: int | None = None
         self._timer: threading.Timer | None = None
 
     def left(self) -> float:
@@ -960,12 +966,15 @@ class _ExecBound:
     def watch(self, fd: int) -> None:
         import socket
 
+        with self._lock:
+            self._fd = os.dup(fd)
+
         def expire() -> None:
             with self._lock:
-                if self._done:
+                if self._fd is None:  # cancelled
                     return
                 self.expired = True
-                view = socket.socket(fileno=fd)  # a second object on the same descriptor, detached below
+                view = socket.socket(fileno=self._fd)  # an object on the duplicate, detached below
                 try:
                     view.shutdown(socket.SHUT_RDWR)
                 except OSError:
@@ -983,10 +992,12 @@ class _ExecBound:
         return self.expired
 
     def cancel(self) -> None:
-        with self._lock:
-            self._done = True
         if self._timer is not None:
             self._timer.cancel()
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 #: ``current``: the :class:`_ExecBound` of the exec read being connected in this thread (None otherwise).
@@ -1035,7 +1046,7 @@ def _install_bounded_websocket() -> None:
                     raise WebSocketTimeoutException("the exec upgrade ended after the deadline")
             except Exception:
                 bound.passed()
-                bound.cancel()  # before the descriptor is closed (the library closes what it was given)
+                bound.cancel()
                 with contextlib.suppress(OSError):
                     raw.close()  # when TLS did not take it over yet
                 if self.sock is not None:

@@ -286,6 +286,8 @@ def test_the_deadline_shuts_a_blocked_socket_and_a_cancelled_one_is_left_alone()
         t0 = time.monotonic()
         assert a.recv(10) == b""  # blocked until the timer shut the descriptor down
         assert bound.expired and 0.2 < time.monotonic() - t0 < 2.5
+        bound.cancel()  # closes the timer's duplicate of the descriptor, not the socket's own
+        assert a.fileno() != -1
     c, d = socket.socketpair()
     with c, d:
         bound = kube._ExecBound(time.monotonic() + 0.2)
@@ -294,3 +296,18 @@ def test_the_deadline_shuts_a_blocked_socket_and_a_cancelled_one_is_left_alone()
         time.sleep(0.4)
         d.sendall(b"x")
         assert c.recv(1) == b"x" and not bound.expired
+
+
+def test_exec_reads_leave_no_descriptor_behind(app_cluster, kc):
+    import os
+
+    app_cluster.set_exec({"app/web": alpine(K1_POD_FILE)})
+    c = kc()
+    c.exec_read("app", "web", "web", ["cat", "/etc/resolv.conf"])  # the client's one-off set-up
+    time.sleep(0.2)
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(12):
+        assert c.exec_read("app", "web", "web", ["cat", "/etc/resolv.conf"]).exit_code == 0
+    time.sleep(0.3)  # the test server's side of each connection closes in its own thread
+    # Closed when each read ends, not whenever the garbage collector gets to them: no collection here.
+    assert len(os.listdir("/proc/self/fd")) - before < 4  # not one (or two) per read
