@@ -25,7 +25,6 @@ import re
 import shlex
 from typing import Any
 
-import orjson
 import yaml
 
 from dnsaudit.core.inventory import POD_SPEC_PATH
@@ -76,8 +75,8 @@ def dump_yaml(obj: Any) -> str:
     Memoised on the object's JSON form: an audit renders the same policy/file for many workloads.
     """
     try:
-        key = orjson.dumps(obj)  # insertion order kept, as the YAML keeps it
-    except TypeError:  # orjson.JSONEncodeError: not plain JSON data
+        key = json.dumps(obj, sort_keys=False)
+    except (TypeError, ValueError):
         return _dump(obj)
     return _dump_cached(key)
 
@@ -87,8 +86,8 @@ def _dump(obj: Any) -> str:
 
 
 @functools.lru_cache(maxsize=2048)
-def _dump_cached(key: bytes) -> str:
-    return _dump(orjson.loads(key))
+def _dump_cached(key: str) -> str:
+    return _dump(json.loads(key))
 
 
 def dump_yaml_all(objs: list[Any]) -> str:

@@ -428,3 +428,13 @@ def test_every_patch_kind_applies_with_kubectl_validates_and_fixes_musl(case, tm
     res = _musl_after("shop", spec, SEED_NODE, "example.com", "1.2.3")
     assert res.ok, res.explanation
     assert not any("openstacklocal" in q.name for q in res.queries)
+
+
+def test_the_yaml_memo_keeps_values_json_would_tell_apart_apart():
+    """``dump_yaml`` memoises on the object's JSON form: None and NaN, or an int key and its string, must
+    not share one cached rendering."""
+    from dnsaudit.core.patches import dump_yaml
+
+    assert dump_yaml({"x": None}) == "x: null\n"
+    assert dump_yaml({"x": float("nan")}) == "x: .nan\n"
+    assert dump_yaml({"a": [1, "1"]}) == "a:\n- 1\n- '1'\n"
